@@ -1,0 +1,30 @@
+# Both targets create .venv and install into it, so they work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: quickstart test test-slow lint install install-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+# The main job: a real search on the embedded defaults (SQLite, bundled digits).
+quickstart: install
+	$(BIN)/hpsearch run --study quickstart --model cnn --dataset mnist-sample --trials 6 --workers 2 \
+		--epochs 3 --enqueue-defaults
+	$(BIN)/hpsearch best --study quickstart
+
+# The default test selection; the suites behind markers (slow, PostgreSQL, browser) are `make test-slow`.
+test: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-slow: install-dev
+	$(BIN)/python -m pytest -m "slow or postgres or browser"

@@ -1,0 +1,195 @@
+"""Storage benchmarks, measured side by side in one run (results as Markdown on stdout).
+
+1. Load: 16 worker processes share a 400-trial budget of a cheap objective on PostgreSQL (hpsearch's worker loop):
+   COMPLETE count, distinct trial numbers, errors. Then trials per second for 1/4/16 workers on SQLite and PostgreSQL.
+2. Queries: studies of 1,000 / 10,000 / 20,000 trials (10 params, 10 intermediate values each): `best` and top-10
+   with hpsearch's SQL vs the plain Optuna way (`load_study().best_trial`, `trials_dataframe()` + sort).
+
+Run: .venv/bin/python benchmarks/storage.py [--sizes 1000,10000,20000] [--load-trials 400]
+It starts its own PostgreSQL server (tests/postgres.py) in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
+from optuna.trial import TrialState, create_trial  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _worker(url: str, study_name: str, budget: int, seed: int, barrier, errors) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    from hpsearch.search.worker import run_trials
+    from hpsearch.storage import open_storage
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url),
+                                  sampler=optuna.samplers.RandomSampler(seed=seed))
+        barrier.wait()
+        run_trials(study, budget, lambda t: t.suggest_float("x", -1, 1) ** 2, gc_after_trial=False)
+    except Exception as exc:  # counted, reported
+        errors.put(f"{type(exc).__name__}: {exc}")
+
+
+def load_run(url: str, workers: int, budget: int, name: str) -> dict:
+    from hpsearch.storage import open_storage
+
+    optuna.create_study(study_name=name, storage=open_storage(url))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(workers + 1)
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, name, budget, i, barrier, errors)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for p in procs:
+        p.join()
+    seconds = time.perf_counter() - start
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    errs = []
+    while not errors.empty():
+        errs.append(errors.get())
+    errs += [f"exit code {p.exitcode}" for p in procs if p.exitcode != 0]
+    numbers = sorted(t.number for t in trials)
+    return {"workers": workers, "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+            "other": sum(t.state != TrialState.COMPLETE for t in trials),
+            "numbers_ok": numbers == list(range(budget)), "errors": len(errs), "seconds": seconds,
+            "tps": budget / seconds, "first_error": errs[0] if errs else ""}
+
+
+DISTS = {f"p{i}": (IntDistribution(1, 512) if i % 3 == 0 else FloatDistribution(1e-5, 1.0, log=True) if i % 3 == 1
+                   else CategoricalDistribution(["adam", "sgd", "rmsprop"])) for i in range(10)}
+
+
+def fill(url: str, name: str, n: int) -> None:
+    from hpsearch.storage import open_storage
+
+    study = optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize")
+    rng = random.Random(n)
+    batch = []
+    for i in range(n):
+        params = {k: (rng.randint(1, 512) if isinstance(d, IntDistribution) else
+                      10 ** rng.uniform(-5, 0) if isinstance(d, FloatDistribution) else rng.choice(d.choices))
+                  for k, d in DISTS.items()}
+        state = TrialState.PRUNED if i % 5 == 4 else TrialState.COMPLETE
+        curve = {s: rng.random() for s in range(1, 11)}
+        batch.append(create_trial(state=state, value=curve[10], params=params, distributions=DISTS,
+                                  intermediate_values=curve, user_attrs={"test_accuracy": rng.random()}))
+        if len(batch) == 500:
+            study.add_trials(batch)
+            batch = []
+    if batch:
+        study.add_trials(batch)
+
+
+def timed(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def query_bench(url: str, name: str, repeat: int) -> dict:
+    from hpsearch.storage.queries import best, make_engine, top_trials
+
+    engine = make_engine(url)
+
+    def ours_best():
+        best(engine, name)
+
+    def ours_top():
+        top_trials(engine, name, limit=10)
+
+    def optuna_best():
+        return optuna.load_study(study_name=name, storage=url).best_trial
+
+    def optuna_top():
+        df = optuna.load_study(study_name=name, storage=url).trials_dataframe()
+        df[df.state == "COMPLETE"].sort_values("value", ascending=False).head(10)
+
+    ours_top()  # warm the connection pool and the OS cache for both sides alike
+    optuna_best()
+    slow_repeat = max(1, repeat // 3)
+    row = {"ours_best": timed(ours_best, repeat), "ours_top": timed(ours_top, repeat),
+           "optuna_best": timed(optuna_best, slow_repeat), "optuna_top": timed(optuna_top, slow_repeat)}
+    # Same answer both ways.
+    top = [r.trial for r in top_trials(engine, name, limit=10)]
+    df = optuna.load_study(study_name=name, storage=url).trials_dataframe()
+    expected = df[df.state == "COMPLETE"].sort_values(["value", "number"], ascending=[False, True]).head(10)
+    row["agree"] = top == expected.number.tolist()
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000,20000")
+    parser.add_argument("--load-trials", type=int, default=400)
+    parser.add_argument("--tps-trials", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=9)
+    args = parser.parse_args()
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    tmp = Path(tempfile.mkdtemp(prefix="hpsearch-bench-"))
+    os.chdir(tmp)
+    try:
+        print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"optuna {optuna.__version__}\n")
+        print("### Load: 16 workers x 25 trials on PostgreSQL\n")
+        r = load_run(server.create_database(), 16, args.load_trials, "load")
+        print("| workers | budget | COMPLETE | other states | numbers 0..N-1 distinct | errors | seconds |")
+        print("|---|---|---|---|---|---|---|")
+        print(f"| 16 | {args.load_trials} | {r['complete']} | {r['other']} | {r['numbers_ok']} | {r['errors']} "
+              f"| {r['seconds']:.1f} |")
+        if r["first_error"]:
+            print(f"\nfirst error: {r['first_error']}")
+        print("\n### Trials per second (cheap objective, hpsearch worker loop)\n")
+        print("| backend | workers | trials | COMPLETE | errors | seconds | trials/s |")
+        print("|---|---|---|---|---|---|---|")
+        for backend in ("sqlite", "postgresql"):
+            for workers in (1, 4, 16):
+                url = (f"sqlite:///{tmp / f'tps-{workers}.db'}" if backend == "sqlite" else server.create_database())
+                r = load_run(url, workers, args.tps_trials, f"tps{workers}")
+                print(f"| {backend} | {workers} | {args.tps_trials} | {r['complete']} | {r['errors']} | "
+                      f"{r['seconds']:.1f} | {r['tps']:.1f} |", flush=True)
+        print("\n### Queries (median of runs; ms)\n")
+        print("| backend | trials | `best` hpsearch | `best_trial` Optuna | top-10 hpsearch | top-10 "
+              "`trials_dataframe()` | top-10 speed-up | same answer |")
+        print("|---|---|---|---|---|---|---|---|")
+        for backend in ("sqlite", "postgresql"):
+            for n in (int(s) for s in args.sizes.split(",")):
+                url = f"sqlite:///{tmp / f'q-{n}.db'}" if backend == "sqlite" else server.create_database()
+                fill(url, f"q{n}", n)
+                q = query_bench(url, f"q{n}", args.repeat)
+                print(f"| {backend} | {n:,} | {q['ours_best'] * 1000:.1f} | {q['optuna_best'] * 1000:.0f} | "
+                      f"{q['ours_top'] * 1000:.1f} | {q['optuna_top'] * 1000:.0f} | "
+                      f"{q['optuna_top'] / q['ours_top']:.0f}x | {q['agree']} |", flush=True)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""The same `build(hp)` builder under an Optuna trial, under KerasTuner, and with stored values.
+
+`OptunaHyperParameters` is a KerasTuner `HyperParameters` whose new values come from an Optuna trial:
+`hp.Int` -> `suggest_int` (step, log), `hp.Float` -> `suggest_float` (step, log), `hp.Choice` ->
+`suggest_categorical`, `hp.Boolean` -> `suggest_categorical([False, True])`, `hp.Fixed` -> the value. Conditions
+(`conditional_scope`, `parent_name`/`parent_values`) are KerasTuner's own: an inactive hyperparameter is
+never suggested, so Optuna only sees the parameters that shaped the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import keras_tuner
+from keras_tuner.engine import hyperparameters as hp_module
+
+from hpsearch.errors import UsageError
+
+if TYPE_CHECKING:
+    import keras
+    import optuna
+
+BuilderLike = Callable[[keras_tuner.HyperParameters], "keras.Model"] | keras_tuner.HyperModel
+
+
+def as_build_function(builder: BuilderLike) -> Callable[[keras_tuner.HyperParameters], keras.Model]:
+    """Accepts a `build(hp)` function or a KerasTuner `HyperModel` (how users bring existing code)."""
+    if isinstance(builder, keras_tuner.HyperModel):
+        return builder.build
+    if callable(builder):
+        return builder
+    raise UsageError(f"expected a callable with signature `build(hp)` returning a Keras model, or an instance of "
+                     f"keras_tuner.HyperModel; got {type(builder).__name__}")
+
+
+def check_hyperparameter(p: hp_module.HyperParameter) -> None:
+    """Rejects a space Optuna cannot sample: low > high, an empty choice."""
+    kind = type(p).__name__
+    if kind in ("Int", "Float") and p.min_value > p.max_value:
+        raise UsageError(f"hyperparameter {p.name!r}: min_value {p.min_value} is greater than max_value "
+                         f"{p.max_value}; swap them")
+    if kind == "Choice" and not list(p.values):
+        raise UsageError(f"hyperparameter {p.name!r}: Choice needs at least one value")
+
+
+class OptunaHyperParameters(keras_tuner.HyperParameters):
+    """KerasTuner hyperparameters whose values an Optuna trial suggests.
+
+    Args:
+        trial: the Optuna trial (or a `FixedTrial` to replay stored params).
+        fixed: values held fixed; recorded as trial user attributes, not sampled.
+    """
+
+    def __init__(self, trial: optuna.trial.BaseTrial, fixed: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.trial = trial
+        self.fixed = dict(fixed or {})
+
+    def _register(self, hyperparameter: hp_module.HyperParameter, overwrite: bool = False) -> Any:
+        p = hyperparameter
+        if self._conditions_are_active(p.conditions) and p.name not in self.values:
+            check_hyperparameter(p)
+            self.values[p.name] = self._suggest(p)
+        return super()._register(p, overwrite=False)
+
+    def _suggest(self, p: hp_module.HyperParameter) -> Any:
+        if p.name in self.fixed:
+            return self.fixed[p.name]
+        kind = type(p).__name__
+        trial = self.trial
+        if kind == "Fixed":
+            return p.value
+        if kind == "Int":
+            step = p.step or 1
+            if p.sampling == "log":  # Optuna: log and step are exclusive
+                return trial.suggest_int(p.name, p.min_value, p.max_value, log=True)
+            return trial.suggest_int(p.name, p.min_value, p.max_value, step=step)
+        if kind == "Float":
+            if p.sampling == "log":
+                return trial.suggest_float(p.name, p.min_value, p.max_value, log=True)
+            return trial.suggest_float(p.name, p.min_value, p.max_value, step=p.step)
+        if kind == "Boolean":
+            return trial.suggest_categorical(p.name, [False, True])
+        if kind == "Choice":
+            return trial.suggest_categorical(p.name, list(p.values))
+        raise UsageError(f"hyperparameter {p.name!r} of type {kind} is not supported; use Int, Float, Choice, "
+                         "Boolean or Fixed")
+
+
+def values_hyperparameters(values: Mapping[str, Any]) -> keras_tuner.HyperParameters:
+    """HyperParameters that answer every `hp.X(name, ...)` with `values[name]` (default when absent):
+    rebuilds a stored trial's model without a live trial."""
+    hp = keras_tuner.HyperParameters()
+    hp.values.update(values)
+    return hp
+
+
+def build_from_values(builder: BuilderLike, values: Mapping[str, Any]) -> tuple[keras.Model, dict[str, Any]]:
+    """Builds the model of stored params (plus fixed values); returns it with every value used."""
+    hp = values_hyperparameters(values)
+    model = as_build_function(builder)(hp)
+    return model, dict(hp.values)
+
+
+def optuna_distributions(builder: BuilderLike, fixed: Mapping[str, Any] | None = None
+                         ) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distributions of every hyperparameter the builder declares (active at the defaults or not)."""
+
+    hp = keras_tuner.HyperParameters()
+    as_build_function(builder)(hp)
+    fixed = fixed or {}
+    dists: dict[str, optuna.distributions.BaseDistribution] = {}
+    for p in hp.space:
+        if p.name in fixed or type(p).__name__ == "Fixed":
+            continue
+        dists[p.name] = _distribution(p)
+    return dists
+
+
+def _distribution(p: hp_module.HyperParameter) -> optuna.distributions.BaseDistribution:
+    import optuna.distributions as d
+
+    kind = type(p).__name__
+    if kind == "Int":
+        if p.sampling == "log":
+            return d.IntDistribution(p.min_value, p.max_value, log=True)
+        return d.IntDistribution(p.min_value, p.max_value, step=p.step or 1)
+    if kind == "Float":
+        if p.sampling == "log":
+            return d.FloatDistribution(p.min_value, p.max_value, log=True)
+        return d.FloatDistribution(p.min_value, p.max_value, step=p.step)
+    if kind == "Boolean":
+        return d.CategoricalDistribution([False, True])
+    return d.CategoricalDistribution(list(p.values))
+
+
+def grid_space(builder: BuilderLike, fixed: Mapping[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Every value of each hyperparameter for the grid sampler; a float without a step keeps its default."""
+    import numpy as np
+
+    grid: dict[str, list[Any]] = {}
+    for name, dist in optuna_distributions(builder, fixed).items():
+        if hasattr(dist, "choices"):
+            grid[name] = list(dist.choices)
+        elif getattr(dist, "step", None) and not dist.log:
+            count = int(round((dist.high - dist.low) / dist.step)) + 1
+            values = dist.low + dist.step * np.arange(count)
+            grid[name] = [int(v) if isinstance(dist.low, int) else round(float(v), 10) for v in values]
+        else:
+            hp = keras_tuner.HyperParameters()
+            as_build_function(builder)(hp)
+            grid[name] = [next(p.default for p in hp.space if p.name == name)]
+    return grid

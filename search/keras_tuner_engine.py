@@ -1,0 +1,80 @@
+"""`hpsearch tune --engine keras-tuner`: the same builder, space and data, searched by KerasTuner itself."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras_tuner
+
+from hpsearch.errors import UnknownNameError
+from hpsearch.models import get_builder, training_config
+from hpsearch.search.training import metric_mode, standard_callbacks
+
+if TYPE_CHECKING:
+    from hpsearch.datasets import Dataset
+    from hpsearch.search.spec import StudySpec
+
+TUNERS = ("random", "hyperband", "bayesian")
+
+
+class BuilderHyperModel(keras_tuner.HyperModel):
+    """Wraps a `build(hp)` builder; `fit` reads batch size and epochs from the same hyperparameters."""
+
+    def __init__(self, builder: Any, monitor: str) -> None:
+        super().__init__()
+        self.builder = builder
+        self.monitor = monitor
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Any:
+        return self.builder(hp)
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        config = training_config(hp)
+        kwargs["batch_size"] = config.batch_size
+        # Hyperband sets its own epochs per bracket; the others train for the configured maximum.
+        kwargs.setdefault("epochs", config.epochs)
+        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + standard_callbacks(config, self.monitor)
+        return model.fit(*args, **kwargs)
+
+
+def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path, overwrite: bool = False
+               ) -> keras_tuner.Tuner:
+    if kind not in TUNERS:
+        raise UnknownNameError("tuner", kind, TUNERS)
+    builder = get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)
+    hp = keras_tuner.HyperParameters()
+    for name, value in spec.fixed_values().items():
+        if kind == "hyperband" and name == "epochs":
+            continue  # Hyperband owns the epoch budget
+        hp.Fixed(name, value)
+    objective = keras_tuner.Objective(spec.metric, direction="max" if metric_mode(spec.metric) == "max" else "min")
+    common: dict[str, Any] = dict(hypermodel=BuilderHyperModel(builder, spec.metric), objective=objective,
+                                  hyperparameters=hp, tune_new_entries=True, seed=spec.seed, directory=str(directory),
+                                  project_name=spec.study, overwrite=overwrite, max_consecutive_failed_trials=3)
+    if kind == "hyperband":
+        return keras_tuner.Hyperband(max_epochs=spec.epochs, factor=3, **common)
+    if kind == "bayesian":
+        return keras_tuner.BayesianOptimization(max_trials=spec.trials, **common)
+    return keras_tuner.RandomSearch(max_trials=spec.trials, **common)
+
+
+def tune(kind: str, spec: StudySpec, directory: str | Path, overwrite: bool = False, verbose: int = 1
+         ) -> dict[str, Any]:
+    """Runs the KerasTuner search; returns the best params, validation and test accuracy, trials and time."""
+    from hpsearch.datasets import load_dataset
+
+    data = load_dataset(spec.dataset, spec.data_dir, spec.train_size, spec.validation_split, spec.seed)
+    tuner = make_tuner(kind, spec, data, directory, overwrite)
+    start = time.perf_counter()
+    tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), verbose=verbose)
+    seconds = time.perf_counter() - start
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    model = tuner.get_best_models(1)[0]
+    probs = model.predict(data.x_test, batch_size=512, verbose=0)
+    return {"engine": "keras-tuner", "tuner": kind, "study": spec.study, "params": dict(best_hp.values),
+            "value": float(best_trial.score) if best_trial.score is not None else None,
+            "test_accuracy": float((probs.argmax(axis=1) == data.y_test).mean()),
+            "trials": len(tuner.oracle.trials), "seconds": round(seconds, 1)}

@@ -1,0 +1,130 @@
+"""One trial: build the model the sampler chose, train it, report every epoch, evaluate, store artifacts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpsearch.errors import HpsearchError, TrialFailed
+from hpsearch.models import get_builder, training_config
+from hpsearch.search.adapter import OptunaHyperParameters
+from hpsearch.search.callbacks import OptunaReportCallback
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.training import fit_and_evaluate, metric_mode
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+    from hpsearch.datasets import Dataset
+    from hpsearch.search.adapter import BuilderLike
+
+logger = logging.getLogger("hpsearch")
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Objective:
+    """The objective of one worker process: the dataset is loaded once, each call trains one model."""
+
+    def __init__(self, spec: StudySpec, artifact_store: ArtifactStore | None = None, data: Dataset | None = None,
+                 builder: BuilderLike | None = None) -> None:
+        from hpsearch.datasets import load_dataset
+
+        self.spec = spec
+        self.artifact_store = artifact_store
+        self.data = data or load_dataset(spec.dataset, spec.data_dir, spec.train_size, spec.validation_split,
+                                         spec.seed)
+        self.builder = builder or get_builder(spec.model, self.data.input_shape, self.data.num_classes,
+                                              **spec.model_options)
+        self.fixed = spec.fixed_values()
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        import keras
+
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("epoch", 0)
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(self.spec.seed + trial.number)
+        hp = OptunaHyperParameters(trial, self.fixed)
+        try:
+            model = self.builder(hp)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            raise self._fail(trial, f"builder error: {type(exc).__name__}: {exc}") from exc
+        for name, value in self.fixed.items():
+            trial.set_user_attr(f"fixed:{name}", value)
+        config = training_config(hp)
+        reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs)
+        try:
+            result = fit_and_evaluate(model, self.data, config, [reporter], monitor=self.spec.metric)
+        except TrialFailed as exc:
+            raise self._fail(trial, str(exc)) from None
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
+        trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
+        trial.set_user_attr("parameters", result.parameters)
+        if reporter.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
+        trial.set_user_attr("val_accuracy", round(result.val_accuracy, 6))
+        trial.set_user_attr("test_accuracy", round(result.test_accuracy, 6))
+        trial.set_user_attr("test_loss", round(result.test_loss, 6))
+        history = result.history.get(self.spec.metric, [])
+        value = (max if metric_mode(self.spec.metric) == "max" else min)(history)
+        self._store_artifacts(trial, model, result, value, dict(hp.values))
+        return float(value)
+
+    @staticmethod
+    def _fail(trial: optuna.trial.Trial, reason: str) -> TrialFailed:
+        trial.set_user_attr("fail_reason", reason[:1000])
+        logger.warning("trial %d failed: %s", trial.number, reason)
+        return TrialFailed(reason)
+
+    def _is_best_so_far(self, trial: optuna.trial.Trial, value: float) -> bool:
+        done = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None]
+        if not done:
+            return True
+        return value > max(done) if self.spec.direction == "maximize" else value < min(done)
+
+    def _store_artifacts(self, trial: optuna.trial.Trial, model: Any, result: Any, value: float,
+                         params: dict[str, Any]) -> None:
+        """Curves for every completed trial; model, confusion matrix and report for each new best.
+
+        An artifact that cannot be stored is logged and recorded; the trial's result is kept regardless.
+        """
+        if self.artifact_store is None:
+            return
+        from hpsearch.search.reports import classification_report, plot_confusion, plot_curves
+        from hpsearch.storage.artifacts import upload
+
+        title = f"{trial.study.study_name} trial {trial.number}"
+        try:
+            with tempfile.TemporaryDirectory(prefix="hpsearch-") as tmp:
+                files = [plot_curves(result.history, Path(tmp) / f"trial-{trial.number}-curves.png", title)]
+                if self._is_best_so_far(trial, value):
+                    model_path = Path(tmp) / f"trial-{trial.number}-model.keras"
+                    model.save(model_path)
+                    report = Path(tmp) / f"trial-{trial.number}-classification-report.txt"
+                    report.write_text(f"{title}\nparams: {json.dumps(params)}\n\n"
+                                      + classification_report(self.data.y_test, result.y_pred,
+                                                              self.data.class_names))
+                    files += [model_path, report,
+                              plot_confusion(self.data.y_test, result.y_pred, self.data.class_names,
+                                             Path(tmp) / f"trial-{trial.number}-confusion-matrix.png", title)]
+                for path in files:
+                    artifact_id = upload(self.artifact_store, trial, path)
+                    kind = path.name.split("-", 2)[-1].rsplit(".", 1)[0]
+                    trial.set_user_attr(f"artifact:{kind}", artifact_id)
+        except (HpsearchError, OSError) as exc:
+            trial.set_user_attr("artifact_error", str(exc)[:500])
+            logger.warning("trial %d: artifacts not stored: %s", trial.number, exc)

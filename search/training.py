@@ -1,0 +1,85 @@
+"""Fitting and evaluating one model: the part a trial, `hpsearch train` and `retrain` share."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+
+from hpsearch.errors import TrialFailed
+from hpsearch.models import TrainingConfig
+
+if TYPE_CHECKING:
+    from hpsearch.datasets import Dataset
+
+
+@dataclass
+class FitResult:
+    """What one training run produced."""
+
+    history: dict[str, list[float]]
+    epochs_run: int
+    train_seconds: float
+    images_per_second: float
+    val_accuracy: float
+    test_accuracy: float
+    test_loss: float
+    parameters: int
+    y_pred: np.ndarray = field(repr=False)
+
+
+def metric_mode(metric: str) -> str:
+    """'max' for accuracies, 'min' for losses and errors."""
+    return "min" if "loss" in metric or "error" in metric else "max"
+
+
+def standard_callbacks(config: TrainingConfig, monitor: str = "val_accuracy") -> list[keras.callbacks.Callback]:
+    """Early stopping (best weights restored) and ReduceLROnPlateau, as the seed CNN search trained."""
+    mode = metric_mode(monitor)
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=config.lr_factor,
+                                          patience=config.lr_patience, min_lr=1e-6),
+    ]
+
+
+def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
+                     callbacks: Sequence[keras.callbacks.Callback] = (), monitor: str = "val_accuracy",
+                     verbose: int | str = 0) -> FitResult:
+    """Trains on the training split, validates every epoch, restores the best weights, evaluates on test.
+
+    Raises:
+        TrialFailed: the loss became NaN or infinite (the run diverged).
+    """
+    all_callbacks = standard_callbacks(config, monitor) + list(callbacks)
+    start = time.perf_counter()
+    history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                        validation_data=(data.x_val, data.y_val), callbacks=all_callbacks, verbose=verbose)
+    seconds = time.perf_counter() - start
+    logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = logs.get("loss", [])
+    if any(not math.isfinite(v) for v in losses) or getattr(model, "stop_training_reason", None) == "nan":
+        bad = next((i for i, v in enumerate(losses, 1) if not math.isfinite(v)), len(losses))
+        raise TrialFailed(f"training diverged: the loss became NaN/inf in epoch {bad}; lower the learning rate "
+                          "or narrow its range")
+    epochs_run = len(losses)
+    val_key = "val_accuracy" if "val_accuracy" in logs else monitor
+    val_acc = max(logs.get(val_key, [float("nan")]))
+    probs = model.predict(data.x_test, batch_size=512, verbose=0)
+    if not np.all(np.isfinite(probs)):
+        raise TrialFailed("training diverged: the model predicts NaN; lower the learning rate")
+    y_pred = probs.argmax(axis=1)
+    picked = probs[np.arange(len(probs)), data.y_test]
+    test_loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+    test_acc = float((y_pred == data.y_test).mean())
+    return FitResult(history=logs, epochs_run=epochs_run, train_seconds=seconds,
+                     images_per_second=epochs_run * len(data.x_train) / seconds if seconds > 0 else 0.0,
+                     val_accuracy=val_acc, test_accuracy=test_acc, test_loss=test_loss,
+                     parameters=int(model.count_params()), y_pred=y_pred)

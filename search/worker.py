@@ -1,0 +1,225 @@
+"""A worker process: joins a study and runs its trials until the global budget is spent.
+
+Any number of workers, on any number of machines, can join one study; the budget is exact between them
+(see `objective.check_budget`). A worker replaces its own process image every `recycle` trials, so memory
+that TensorFlow does not give back cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hpsearch.errors import HpsearchError, UsageError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpsearch.search.spec import StudySpec
+
+logger = logging.getLogger("hpsearch")
+
+DEFAULT_RECYCLE = 10
+STORAGE_RETRY_SECONDS = 2.0
+STORAGE_OUTAGE_SECONDS = 600.0
+IDLE_POLL_SECONDS = 2.0
+THREADS_ENV = "HPSEARCH_THREADS"
+_RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    return max(1, (cores or available_cores()) // max(1, workers))
+
+
+def configure_threads(threads: int | None) -> None:
+    """Caps the numeric libraries' thread pools; must run before TensorFlow starts."""
+    if not threads:
+        return
+    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if threads <= 2 else "2"
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
+        except RuntimeError:  # TensorFlow already initialised in this process: the env vars apply next time
+            pass
+
+
+def load_spec(study: optuna.Study) -> StudySpec:
+    from hpsearch.search.spec import SPEC_ATTR, StudySpec
+
+    data = study.user_attrs.get(SPEC_ATTR)
+    if not data:
+        raise UsageError(f"study {study.study_name!r} was not created by hpsearch (it has no spec); create it with "
+                         "`hpsearch run` or `hpsearch create`")
+    return StudySpec.from_dict(data, f"study {study.study_name}")
+
+
+def open_study(study_name: str, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, StudySpec]:
+    import optuna
+
+    from hpsearch.search.adapter import grid_space
+    from hpsearch.search.spec import check_study_name
+
+    check_study_name(study_name)
+    try:
+        probe = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise UsageError(f"study {study_name!r} does not exist; existing studies: {', '.join(names) or '(none)'}"
+                         ) from None
+    spec = load_spec(probe)
+    space = None
+    if spec.sampler == "grid":
+        from hpsearch.models import get_builder
+
+        space = grid_space(get_builder(spec.model, **spec.model_options), spec.fixed_values())
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=spec.make_sampler(space),
+                              pruner=spec.make_pruner())
+    return study, spec
+
+
+def _deadline(study: optuna.Study, spec: StudySpec) -> float | None:
+    if not spec.timeout:
+        return None
+    started = study.user_attrs.get("hpsearch_started_at")
+    return (float(started) if started else time.time()) + float(spec.timeout)
+
+
+def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0,
+               threads: int | None = None, artifacts: str | None = None,
+               heartbeat_interval: int | None = None, grace_period: int | None = None) -> int:
+    """Runs trials of the study until its budget is spent; returns how many this worker ran.
+
+    After `recycle` trials (0: never; the CLI's default is 10) the process replaces itself (`exec`) with a
+    fresh one that goes on, so only call it with `recycle` from a process started as `hpsearch worker`.
+    """
+    configure_threads(threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None))
+    from hpsearch.search.objective import Objective
+    from hpsearch.storage import (
+        DEFAULT_GRACE_PERIOD,
+        DEFAULT_HEARTBEAT_INTERVAL,
+        artifact_dir,
+        open_storage,
+        resolve_url,
+    )
+    from hpsearch.storage.artifacts import open_artifact_store
+
+    url = resolve_url(storage_url)
+    storage = open_storage(url, heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
+                           grace_period or DEFAULT_GRACE_PERIOD)
+    study, spec = open_study(study_name, storage)
+    objective = Objective(spec, open_artifact_store(artifact_dir(url, artifacts)))
+    ran_before = int(os.environ.get(_RAN_ENV, "0"))
+    from hpsearch.search.notes import note_callback
+
+    ran = run_trials(study, spec.trials, objective, _deadline(study, spec), recycle,
+                     on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec)])
+    return ran_before + ran
+
+
+def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.trial.Trial], float],
+               deadline: float | None = None, recycle: int = 0, on_recycle: Callable[[int], None] | None = None,
+               gc_after_trial: bool = True, callbacks: list[Callable[..., None]] | None = None) -> int:
+    """The worker loop: start trials while the budget has room or retries wait; returns how many ran here.
+
+    When only other workers' trials are left, it waits for them and fails those whose heartbeat stopped,
+    so that their retries run here. `gc_after_trial` (a full collection, ~50 ms) frees what a Keras trial
+    leaves behind; cheap objectives can turn it off.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from hpsearch.search.budget import check_budget, count_trials, remaining_budget
+    from hpsearch.storage import STORAGE_ERRORS
+    from hpsearch.storage.locks import StudyLock
+
+    lock = StudyLock(study)
+
+    def guarded(trial: optuna.trial.Trial) -> float:
+        lock.release()  # the trial exists: others may create theirs
+        check_budget(study, trial, budget)  # the safety net for storages without a lock
+        return objective(trial)
+
+    ran = 0
+    outage_since: float | None = None
+    try:
+        while True:
+            if deadline is not None and time.time() >= deadline:
+                logger.info("study timeout reached")
+                break
+            try:
+                lock.acquire()
+                if remaining_budget(study, budget) == 0 and not count_trials(study, (TrialState.WAITING,)):
+                    lock.release()
+                    if not count_trials(study, (TrialState.RUNNING,)):
+                        break
+                    optuna.storages.fail_stale_trials(study)
+                    time.sleep(IDLE_POLL_SECONDS)
+                    continue
+                try:
+                    study.optimize(guarded, n_trials=1, catch=(Exception,), gc_after_trial=gc_after_trial,
+                                   callbacks=callbacks)
+                finally:
+                    lock.release()
+                outage_since = None
+            except Exception as exc:
+                if not _caused_by_storage(exc, STORAGE_ERRORS):
+                    raise
+                # The database went away (restart, dropped connections): wait for it instead of dying. A trial
+                # whose result could not be stored stays RUNNING until its heartbeat is stale, then is retried.
+                lock.release()
+                outage_since = outage_since or time.monotonic()
+                waited = time.monotonic() - outage_since
+                if waited > STORAGE_OUTAGE_SECONDS:
+                    raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up "
+                                        f"({type(exc).__name__})") from None
+                logger.warning("storage unreachable (%s); retrying in %.0fs", type(exc).__name__,
+                               STORAGE_RETRY_SECONDS)
+                time.sleep(STORAGE_RETRY_SECONDS)
+                continue
+            ran += 1
+            if recycle and ran >= recycle and on_recycle is not None:
+                lock.close()
+                on_recycle(ran)
+    finally:
+        lock.close()
+    return ran
+
+
+def _caused_by_storage(exc: BaseException, errors: tuple[type[BaseException], ...]) -> bool:
+    """True when a storage error is the exception or stands in its chain (Optuna's trial loop can mask a failed
+    commit behind an error of its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, errors):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _recycle(ran: int) -> None:
+    """Replaces this process with a fresh interpreter running the same command (memory goes back to the OS)."""
+    logger.info("recycling the worker process after %d trials", ran)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[_RAN_ENV] = str(ran)
+    os.execv(sys.executable, [sys.executable, "-m", "hpsearch", *sys.argv[1:]])

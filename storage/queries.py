@@ -1,0 +1,240 @@
+"""The questions users ask of a study, answered by SQL on Optuna's tables, not by loading every trial.
+
+`best`, top-k `trials`, the `leaderboard` (best trial of every study) and the study list each run a
+handful of indexed queries whatever the study's size; only the rows shown are decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.storage._urls import mask_url, resolve_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+# Indexes Optuna does not create and these queries need (CREATE INDEX IF NOT EXISTS: SQLite and PostgreSQL).
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_hpsearch_trials_study_state ON trials (study_id, state, trial_id)",
+    "CREATE INDEX IF NOT EXISTS ix_hpsearch_values_objective ON trial_values (objective, trial_id, value)",
+)
+SORT_KEYS = ("value", "number", "duration")
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+@dataclass
+class TrialRow:
+    trial: int
+    trial_id: int
+    state: str
+    value: float | None
+    duration: float | None
+    params: dict[str, Any]
+    user_attrs: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial, "state": self.state, "value": self.value, "duration_seconds": self.duration,
+                "params": self.params, "user_attrs": self.user_attrs}
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """A SQLAlchemy engine on the study database (read side; no Optuna start-up cost).
+
+    Raises:
+        UsageError: the URL is malformed or names an unknown driver.
+    """
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    url = resolve_url(url)
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return sqlalchemy.create_engine(url, **kwargs)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError):
+        raise UsageError(f"storage URL {mask_url(url)} is malformed or names an unknown driver; expected "
+                         "sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB") from None
+
+
+def ensure_indexes(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        for statement in INDEXES:
+            connection.execute(text(statement))
+
+
+def _execute(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    import sqlalchemy.exc
+    from sqlalchemy import bindparam, text
+
+    statement = text(sql)
+    for name, value in params.items():
+        if isinstance(value, (list, tuple)):
+            statement = statement.bindparams(bindparam(name, expanding=True))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(statement, params))
+    except sqlalchemy.exc.OperationalError as exc:
+        url = mask_url(engine.url.render_as_string(hide_password=False))
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "unreachable"
+        if "no such table" in reason or "does not exist" in reason:
+            raise UsageError(f"storage {url} holds no studies yet (run `hpsearch run` first)") from None
+        raise HpsearchError(f"cannot query storage {url}: {reason}") from None
+    except sqlalchemy.exc.ProgrammingError as exc:
+        if "does not exist" in str(exc.orig):
+            raise UsageError(f"storage {mask_url(str(engine.url))} holds no studies yet (run `hpsearch run` "
+                             "first)") from None
+        raise
+
+
+def study_names(engine: Engine) -> list[str]:
+    return [r[0] for r in _execute(engine, "SELECT study_name FROM studies ORDER BY study_id")]
+
+
+def study_info(engine: Engine, study: str) -> tuple[int, str]:
+    """(study_id, direction 'MAXIMIZE'/'MINIMIZE').
+
+    Raises:
+        UsageError: no such study; the message lists the studies that exist.
+    """
+    rows = _execute(engine, "SELECT s.study_id, d.direction FROM studies s JOIN study_directions d "
+                            "ON d.study_id = s.study_id AND d.objective = 0 WHERE s.study_name = :name", name=study)
+    if not rows:
+        names = study_names(engine)
+        raise UsageError(f"study {study!r} does not exist; existing studies: {', '.join(names) or '(none)'}")
+    return int(rows[0][0]), str(rows[0][1])
+
+
+def _decode_params(rows: Iterable[Any]) -> dict[int, dict[str, Any]]:
+    from optuna.distributions import json_to_distribution
+
+    out: dict[int, dict[str, Any]] = {}
+    cache: dict[str, Any] = {}
+    for trial_id, name, value, dist_json in rows:
+        dist = cache.get(dist_json) or cache.setdefault(dist_json, json_to_distribution(dist_json))
+        out.setdefault(trial_id, {})[name] = dist.to_external_repr(value)
+    return out
+
+
+def _details(engine: Engine, trial_ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    if not trial_ids:
+        return {}, {}
+    params = _decode_params(_execute(
+        engine, "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params "
+                "WHERE trial_id IN :ids ORDER BY param_id", ids=list(trial_ids)))
+    attrs: dict[int, dict[str, Any]] = {}
+    for trial_id, key, value_json in _execute(
+            engine, "SELECT trial_id, key, value_json FROM trial_user_attributes WHERE trial_id IN :ids "
+                    "ORDER BY trial_user_attribute_id", ids=list(trial_ids)):
+        attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+    return params, attrs
+
+
+def _duration(start: Any, end: Any) -> float | None:
+    if start is None or end is None:
+        return None
+    if isinstance(start, str):  # SQLite returns text
+        from datetime import datetime
+
+        start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    return round((end - start).total_seconds(), 3)
+
+
+def top_trials(engine: Engine, study: str, limit: int = 10, sort: str = "value",
+               states: Sequence[str] | None = None) -> list[TrialRow]:
+    """The first `limit` trials by value (best first, direction-aware), number or duration.
+
+    Raises:
+        UsageError: unknown study, sort key or state, or a limit below 1.
+    """
+    if sort not in SORT_KEYS:
+        from hpsearch.errors import UnknownNameError
+
+        raise UnknownNameError("sort key", sort, SORT_KEYS)
+    if limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    states = [s.upper() for s in (states or (["COMPLETE"] if sort == "value" else STATES))]
+    bad = [s for s in states if s not in STATES]
+    if bad:
+        from hpsearch.errors import UnknownNameError
+
+        raise UnknownNameError("state", bad[0].lower(), [s.lower() for s in STATES])
+    study_id, direction = study_info(engine, study)
+    order = {
+        "value": "v.value DESC" if direction == "MAXIMIZE" else "v.value ASC",
+        "number": "t.number ASC",
+        "duration": "(t.datetime_complete - t.datetime_start) ASC" if engine.dialect.name != "sqlite"
+        else "(julianday(t.datetime_complete) - julianday(t.datetime_start)) ASC",
+    }[sort]
+    value_join = "JOIN" if sort == "value" else "LEFT JOIN"
+    rows = _execute(
+        engine,
+        f"SELECT t.trial_id, t.number, t.state, v.value, t.datetime_start, t.datetime_complete FROM trials t "
+        f"{value_join} trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+        f"WHERE t.study_id = :sid AND t.state IN :states "
+        f"{'AND v.value IS NOT NULL ' if sort == 'value' else ''}"
+        f"ORDER BY {order}, t.number ASC LIMIT :limit",
+        sid=study_id, states=list(states), limit=int(limit))
+    params, attrs = _details(engine, [r[0] for r in rows])
+    return [TrialRow(trial=r[1], trial_id=r[0], state=r[2], value=r[3], duration=_duration(r[4], r[5]),
+                     params=params.get(r[0], {}), user_attrs=attrs.get(r[0], {})) for r in rows]
+
+
+def best(engine: Engine, study: str) -> dict[str, Any]:
+    """`{"study", "trial", "value", "params", "user_attrs"}` of the study's best completed trial.
+
+    Raises:
+        HpsearchError: the study has no completed trial yet.
+    """
+    rows = top_trials(engine, study, limit=1)
+    if not rows:
+        raise HpsearchError(f"study {study!r} has no completed trial yet; see `hpsearch status --study {study}`")
+    r = rows[0]
+    return {"study": study, "trial": r.trial, "value": r.value, "params": r.params, "user_attrs": r.user_attrs}
+
+
+def leaderboard(engine: Engine) -> list[dict[str, Any]]:
+    """The best completed trial of every study (one windowed query), best value first within each direction."""
+    rows = _execute(engine, """
+        SELECT study_name, direction, trial_id, number, value, n_complete FROM (
+            SELECT s.study_name, d.direction, t.trial_id, t.number, v.value,
+                   COUNT(*) OVER (PARTITION BY s.study_id) AS n_complete,
+                   ROW_NUMBER() OVER (PARTITION BY s.study_id ORDER BY
+                       CASE WHEN d.direction = 'MAXIMIZE' THEN -v.value ELSE v.value END, t.number) AS rank
+            FROM studies s
+            JOIN study_directions d ON d.study_id = s.study_id AND d.objective = 0
+            JOIN trials t ON t.study_id = s.study_id AND t.state = 'COMPLETE'
+            JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 AND v.value IS NOT NULL
+        ) ranked WHERE rank = 1 ORDER BY study_name""")
+    params, attrs = _details(engine, [r[2] for r in rows])
+    return [{"study": r[0], "direction": r[1].lower(), "trial": r[3], "value": r[4], "complete": r[5],
+             "params": params.get(r[2], {}), "test_accuracy": attrs.get(r[2], {}).get("test_accuracy")}
+            for r in rows]
+
+
+def state_counts(engine: Engine, study: str | None = None) -> dict[str, dict[str, int]]:
+    """Trials per state for every study (or one)."""
+    sql = ("SELECT s.study_name, t.state, COUNT(t.trial_id) FROM studies s LEFT JOIN trials t ON "
+           "t.study_id = s.study_id")
+    params: dict[str, Any] = {}
+    if study is not None:
+        sql += " WHERE s.study_name = :name"
+        params["name"] = study
+    sql += " GROUP BY s.study_name, t.state"
+    out: dict[str, dict[str, int]] = {}
+    for name, state, count in _execute(engine, sql, **params):
+        counts = out.setdefault(name, {s.lower(): 0 for s in STATES})
+        if state is not None:
+            counts[str(state).lower()] = int(count)
+    return out
+
+
+def study_attrs(engine: Engine, key: str) -> dict[str, Any]:
+    """One study user attribute (e.g. the hpsearch spec) for every study."""
+    return {name: json.loads(value) for name, value in _execute(
+        engine, "SELECT s.study_name, a.value_json FROM studies s JOIN study_user_attributes a "
+                "ON a.study_id = s.study_id WHERE a.key = :key", key=key)}
