@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test test-slow lint install install-dev
+.PHONY: quickstart test test-slow lint install install-dev benchmarks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,13 @@ test: install-dev
 
 test-slow: install-dev
 	$(BIN)/python -m pytest -m "slow or postgres or browser"
+
+# All benchmarks, one after another (hours on 2 cores); Markdown and plots land in benchmarks/out/.
+# Smaller runs: see each script's --help and the commands in BENCHMARKS.md.
+DATA_DIR ?= ../shared/datasets/mnist
+benchmarks: install-dev
+	mkdir -p benchmarks/out
+	$(BIN)/python benchmarks/trial_cost.py --data-dir $(DATA_DIR) | tee benchmarks/out/trial_cost.md
+	$(BIN)/python benchmarks/memory.py --data-dir $(DATA_DIR) | tee benchmarks/out/memory.md
+	$(BIN)/python benchmarks/search_race.py --data-dir $(DATA_DIR) | tee benchmarks/out/race.md
+	$(BIN)/python benchmarks/storage.py | tee benchmarks/out/storage.md

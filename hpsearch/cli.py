@@ -222,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     launch(spec, url, args.workers, console, recycle=args.recycle, artifacts=args.artifacts,
            heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-           enqueue_defaults=args.enqueue_defaults)
+           enqueue_defaults=args.enqueue_defaults, threads=args.threads)
     summary = _summary(spec.study, url)
     summary["wall_seconds"] = round(time.monotonic() - start, 1)
     if args.format == "json":
@@ -585,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_args(p)
     _add_worker_args(p)
     p.add_argument("--workers", type=int, default=2, help="worker processes on this machine (default 2)")
+    p.add_argument("--threads", type=int,
+                   help="TensorFlow threads per worker (default: the cores divided among the workers)")
     p.add_argument("--enqueue-defaults", action="store_true",
                    help="run the builder's published configuration as the first trial")
     p.add_argument("--format", choices=("text", "json"), default="text")

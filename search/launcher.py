@@ -166,7 +166,7 @@ def _spawn(index: int, args: list[str], env: dict[str, str], log_dir: Path) -> s
 
 def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, recycle: int = DEFAULT_RECYCLE,
            artifacts: str | None = None, heartbeat_interval: int | None = None, grace_period: int | None = None,
-           enqueue_defaults: bool = False) -> Progress:
+           enqueue_defaults: bool = False, threads: int | None = None) -> Progress:
     """Creates/resumes the study, runs `workers` worker processes until the budget is spent, shows progress.
 
     The storage URL reaches the workers through the environment, never their command line (no password in ps).
@@ -178,6 +178,8 @@ def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, re
 
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
     storage = open_storage(storage_url, heartbeat_interval, grace_period)
     study = create_or_resume(spec, storage, enqueue_defaults)
     art_dir = artifact_dir(storage_url, artifacts)
@@ -185,7 +187,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, re
 
     log_dir = art_dir / "logs" / safe_filename(spec.study)
     log_dir.mkdir(parents=True, exist_ok=True)
-    threads = threads_per_worker(workers)
+    threads = threads or threads_per_worker(workers)
     env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(art_dir),
            THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     args = ["--study", spec.study, "--recycle", str(recycle)]

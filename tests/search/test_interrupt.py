@@ -18,8 +18,9 @@ from tests.conftest import record_reliability
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "ctrlc", "--model", "resnet4", "--dataset",
-           "mnist-sample", "--train-size", "1500", "--epochs", "3", "--trials", "4", "--workers", "2", "--pruner",
-           "none", "--storage", url]
+           "mnist-sample", "--train-size", "1500", "--epochs", "12", "--set", "patience=10", "--trials", "4",
+           "--workers", "2", "--pruner", "none", "--storage", url]
+    # Trials of at least 11 epochs: one seen at epoch 2 is still running when the signal arrives.
     # A terminal's Ctrl-C reaches the whole foreground process group: the launcher and its workers.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
