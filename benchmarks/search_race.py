@@ -204,7 +204,12 @@ def summarize(events: Path, budget: float, target: float) -> dict[str, Any]:
             curve.append((r["t"], best))
             if reached is None and best >= target:
                 reached = r["t"]
+    def first_at(level: float) -> float | None:
+        return next((t for t, v in curve if v >= level), None)
+
+    levels = sorted({round(target - 0.01, 4), round(target - 0.005, 4), target, round(target + 0.005, 4)})
     return {"best_val": best, "test_of_best": best_test, "time_to_target": reached, "curve": curve,
+            "time_to": {str(level): first_at(level) for level in levels},
             "complete": sum(r["state"] == "COMPLETE" for r in rows),
             "pruned": sum(r["state"] == "PRUNED" for r in rows), "failed": sum(r["state"] == "FAIL" for r in rows)}
 
@@ -237,7 +242,9 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], budget: float, target: f
     ax.axhline(target, color="grey", linewidth=0.8)
     ax.text(0.2, target, f" target {target:.1%}", va="bottom", color="grey")
     lows = [v for by_seed in results.values() for s in by_seed.values() for _, v in s["curve"]]
-    ax.set_ylim(max(min(lows, default=0.9), target - 0.03), min(1.0, max(lows, default=1.0) + 0.003))
+    high = min(1.0, max(max(lows, default=target), target) + 0.003)
+    low = max(min(lows, default=target - 0.03), target - 0.03)  # the region near the target; lower values clip
+    ax.set_ylim(min(low, high - 0.01), high)
     ax.set_xlim(0, budget / 60)
     ax.set_xlabel("minutes since the method started")
     ax.set_ylabel("best validation accuracy so far")
@@ -263,6 +270,13 @@ def report(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
                      f"{_median_spread([x['complete'] for x in s], '.0f', '0')} | "
                      f"{_median_spread([x['pruned'] for x in s], '.0f', '0')} | "
                      f"{_median_spread([x['failed'] for x in s], '.0f', '0')} |")
+    levels = list(next(iter(next(iter(results.values())).values()))["time_to"]) if results else []
+    lines += ["", "Time (s) to other validation accuracies, median [min-max] over seeds:", "",
+              "| method | " + " | ".join(f"{float(level):.1%}" for level in levels) + " |",
+              "|---|" + "---|" * len(levels)]
+    for method, by_seed in results.items():
+        lines.append(f"| {method} | " + " | ".join(
+            _median_spread([x["time_to"][level] for x in by_seed.values()], ".0f") for level in levels) + " |")
     lines += ["", "Per seed (time to target s / best validation / test of best / complete / pruned):", ""]
     for method, by_seed in results.items():
         cells = [f"seed {seed}: {x['time_to_target'] if x['time_to_target'] is not None else '-'} / "
@@ -283,6 +297,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.985)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "race"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: report and plot the events already in --out (after re-running a part)")
     parser.add_argument("--child", choices=METHODS[2:], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -291,7 +307,8 @@ def main() -> None:
     if args.child:
         child_main(args)
         return
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the methods run with their own working directories
+    args.data_dir = str(Path(args.data_dir).resolve())
     out.mkdir(parents=True, exist_ok=True)
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
@@ -300,7 +317,7 @@ def main() -> None:
     results: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.time()
-    for seed in seeds:
+    for seed in seeds if not args.report_only else []:
         for method in methods:
             print(f"[{time.time() - started:6.0f}s] seed {seed}: {method} for {args.budget:.0f}s", file=sys.stderr,
                   flush=True)
@@ -311,6 +328,9 @@ def main() -> None:
                   f"{s['complete']} complete / {s['pruned']} pruned / {s['failed']} failed", file=sys.stderr,
                   flush=True)
             (out / "race.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    if args.report_only:
+        results = {m: {seed: summarize(out / f"events-{m}-{seed}.jsonl", args.budget, args.target) for seed in seeds}
+                   for m in methods}
     plot(results, args.budget, args.target, out / "race.png")
     print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
     print(report(results, args))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.search.spec import SPEC_ATTR, StudySpec
-from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, threads_per_worker
+from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV, threads_per_worker
 
 if TYPE_CHECKING:
     import optuna
@@ -158,10 +158,13 @@ def progress_line(spec: StudySpec, p: Progress, elapsed: float) -> str:
             + (f"; running {running}" if running else ""))
 
 
-def _spawn(index: int, args: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn(index: int, serial: int, args: list[str], env: dict[str, str], log_dir: Path
+           ) -> subprocess.Popen[bytes]:
+    """Starts worker `index` (its log file); `serial` counts every start, respawns included, for its sampler seed."""
     log = open(log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115 - handed to the child, closed with it
-    return subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", *args], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", *args],
+                            env={**env, WORKER_INDEX_ENV: str(serial)}, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
 
 
 def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, recycle: int = DEFAULT_RECYCLE,
@@ -199,7 +202,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, re
     console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
                   f"{before.done}/{spec.trials} trials done; starting {workers} worker(s) x {threads} thread(s); "
                   f"logs in {log_dir}")
-    procs = {i: _spawn(i, args, env, log_dir) for i in range(workers)}
+    procs = {i: _spawn(i, i, args, env, log_dir) for i in range(workers)}
     respawns = 0
     start = time.monotonic()
     last_line = ""
@@ -227,7 +230,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, re
                     console.print(f"[yellow]worker {i} exited with code {code}; see {log_dir}/worker-{i}.log[/]")
                 if work_left and code != 0 and respawns < 3 * workers:
                     respawns += 1
-                    procs[i] = _spawn(i, args, env, log_dir)
+                    procs[i] = _spawn(i, workers + respawns, args, env, log_dir)
             if not procs:
                 break
             optuna.storages.fail_stale_trials(study)

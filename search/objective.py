@@ -66,13 +66,16 @@ class Objective:
         config = training_config(hp)
         reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs)
         try:
-            result = fit_and_evaluate(model, self.data, config, [reporter], monitor=self.spec.metric)
+            result = fit_and_evaluate(model, self.data, config, [reporter], monitor=self.spec.metric,
+                                      skip_test=lambda: reporter.pruned_at is not None)
         except TrialFailed as exc:
             raise self._fail(trial, str(exc)) from None
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
         trial.set_user_attr("parameters", result.parameters)
+        if result.test_seconds is not None:
+            trial.set_user_attr("test_seconds", round(result.test_seconds, 2))
         if reporter.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
         trial.set_user_attr("val_accuracy", round(result.val_accuracy, 6))

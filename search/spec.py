@@ -157,21 +157,26 @@ class StudySpec:
         return cls.from_dict(data, source)
 
     # --------------------------------------------------------------------------------------- Optuna pieces
-    def make_sampler(self, search_space: dict[str, list[Any]] | None = None) -> optuna.samplers.BaseSampler:
+    def make_sampler(self, search_space: dict[str, list[Any]] | None = None, seed_offset: int = 0
+                     ) -> optuna.samplers.BaseSampler:
+        """The study's sampler; `seed_offset` keeps parallel workers from drawing the same random configurations."""
         import optuna
+
+        seed = self.seed + seed_offset
 
         if self.sampler == "tpe":
             # constant_liar: parallel workers do not all sample next to the same running trial.
-            return optuna.samplers.TPESampler(seed=self.seed, constant_liar=True, n_startup_trials=5)
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
         if self.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=self.seed)
+            return optuna.samplers.RandomSampler(seed=seed)
         if self.sampler == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=self.seed, warn_independent_sampling=False)
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
         if self.sampler == "qmc":
+            # QMC numbers its points by trial: one shared seed keeps the workers on one low-discrepancy sequence.
             return optuna.samplers.QMCSampler(seed=self.seed, warn_independent_sampling=False)
         if search_space is None:
             raise UsageError("the grid sampler needs the search space")
-        return optuna.samplers.GridSampler(search_space, seed=self.seed)
+        return optuna.samplers.GridSampler(search_space, seed=seed)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         import optuna

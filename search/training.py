@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ class FitResult:
     test_loss: float
     parameters: int
     y_pred: np.ndarray = field(repr=False)
+    test_seconds: float | None = None  # None: the test set was not evaluated
 
 
 def metric_mode(metric: str) -> str:
@@ -52,8 +53,11 @@ def standard_callbacks(config: TrainingConfig, monitor: str = "val_accuracy") ->
 
 def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
                      callbacks: Sequence[keras.callbacks.Callback] = (), monitor: str = "val_accuracy",
-                     verbose: int | str = 0) -> FitResult:
+                     verbose: int | str = 0, skip_test: Callable[[], bool] | None = None) -> FitResult:
     """Trains on the training split, validates every epoch, restores the best weights, evaluates on test.
+
+    `skip_test()` is asked after training: True leaves the test set alone (a pruned trial's model is thrown
+    away; its test accuracy is NaN and `y_pred` empty).
 
     Raises:
         TrialFailed: the loss became NaN or infinite (the run diverged).
@@ -72,6 +76,13 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
     epochs_run = len(losses)
     val_key = "val_accuracy" if "val_accuracy" in logs else monitor
     val_acc = max(logs.get(val_key, [float("nan")]))
+    base = dict(history=logs, epochs_run=epochs_run, train_seconds=seconds,
+                images_per_second=epochs_run * len(data.x_train) / seconds if seconds > 0 else 0.0,
+                val_accuracy=val_acc, parameters=int(model.count_params()))
+    if skip_test is not None and skip_test():
+        return FitResult(**base, test_accuracy=float("nan"), test_loss=float("nan"),
+                         y_pred=np.empty(0, dtype=np.int64))
+    test_start = time.perf_counter()
     probs = model.predict(data.x_test, batch_size=512, verbose=0)
     if not np.all(np.isfinite(probs)):
         raise TrialFailed("training diverged: the model predicts NaN; lower the learning rate")
@@ -79,7 +90,5 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
     picked = probs[np.arange(len(probs)), data.y_test]
     test_loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
     test_acc = float((y_pred == data.y_test).mean())
-    return FitResult(history=logs, epochs_run=epochs_run, train_seconds=seconds,
-                     images_per_second=epochs_run * len(data.x_train) / seconds if seconds > 0 else 0.0,
-                     val_accuracy=val_acc, test_accuracy=test_acc, test_loss=test_loss,
-                     parameters=int(model.count_params()), y_pred=y_pred)
+    return FitResult(**base, test_accuracy=test_acc, test_loss=test_loss, y_pred=y_pred,
+                     test_seconds=time.perf_counter() - test_start)

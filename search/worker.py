@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ STORAGE_OUTAGE_SECONDS = 600.0
 IDLE_POLL_SECONDS = 2.0
 THREADS_ENV = "HPSEARCH_THREADS"
 _RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
+WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for each worker it starts
 
 
 def available_cores() -> int:
@@ -61,6 +63,19 @@ def configure_threads(threads: int | None) -> None:
             pass
 
 
+def sampler_seed_offset() -> int:
+    """Each worker process samples with its own seed: the same seed in every worker made them all draw the same
+    random start-up configurations (measured: two workers trained identical trials side by side).
+
+    The launcher numbers the workers it starts; worker 0 keeps the study's seed, so a one-worker search repeats
+    exactly. A worker started by hand (`hpsearch worker`) takes its offset from the OS. A recycled worker adds the
+    trials it has run, so it does not replay its own first draws.
+    """
+    index = os.environ.get(WORKER_INDEX_ENV)
+    base = int(index) * 7919 if index is not None and index.isdigit() else secrets.randbelow(2**30) + 1
+    return base + int(os.environ.get(_RAN_ENV, "0"))
+
+
 def load_spec(study: optuna.Study) -> StudySpec:
     from hpsearch.search.spec import SPEC_ATTR, StudySpec
 
@@ -90,8 +105,8 @@ def open_study(study_name: str, storage: optuna.storages.BaseStorage) -> tuple[o
         from hpsearch.models import get_builder
 
         space = grid_space(get_builder(spec.model, **spec.model_options), spec.fixed_values())
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=spec.make_sampler(space),
-                              pruner=spec.make_pruner())
+    study = optuna.load_study(study_name=study_name, storage=storage,
+                              sampler=spec.make_sampler(space, sampler_seed_offset()), pruner=spec.make_pruner())
     return study, spec
 
 

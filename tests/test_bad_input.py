@@ -23,6 +23,7 @@ def run(tmp_path: Path, *args: str):
     (["--study", "x" * 513, "--model", "cnn"], "513 characters long"),
     (["--study", "../../etc/passwd", "--model", "cnn"], "characters that are not allowed"),
     (["--study", "s"], "model must be given"),
+    (["--study", "s", "--model", "cnn", "--threads", "0"], "--threads must be at least 1"),
 ])
 def test_usage_errors(tmp_path: Path, flags: list[str], expected: str) -> None:
     result = run(tmp_path, *flags)

@@ -129,3 +129,25 @@ def test_bad_space_is_a_clear_error(bad: str) -> None:
     trial = optuna.create_study().ask()
     with pytest.raises((UsageError, ValueError), match="greater than|at least one|values"):
         builder(OptunaHyperParameters(trial))
+
+
+def test_parallel_workers_sample_different_configurations(tmp_path, monkeypatch) -> None:
+    """Worker processes of one study get their own sampler seeds (the same seed made them train the same random
+    start-up configurations side by side); worker 0 keeps the study's seed, so a one-worker search repeats."""
+    import optuna
+
+    from hpsearch.search.launcher import create_or_resume
+    from hpsearch.search.spec import StudySpec
+    from hpsearch.search.worker import WORKER_INDEX_ENV, open_study
+    from hpsearch.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'hp.db'}")
+    create_or_resume(StudySpec(study="seeds", model="resnet4", trials=10), storage)
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    drawn = {}
+    for index in ("0", "1", "0"):
+        monkeypatch.setenv(WORKER_INDEX_ENV, index)
+        study, _ = open_study("seeds", storage)
+        drawn.setdefault(index, []).append(study.sampler.sample_independent(study, study.ask(), "x", space["x"]))
+    assert drawn["0"][0] == drawn["0"][1]  # the same worker number draws the same: reproducible
+    assert drawn["0"][0] != drawn["1"][0]  # another worker draws something else

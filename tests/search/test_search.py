@@ -110,6 +110,9 @@ def test_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
     assert last.state == TrialState.PRUNED
     assert max(last.intermediate_values) == 2  # decided at the first epoch the pruner may look at, not before
     assert states(study)["COMPLETE"] == 3
+    # a pruned model is thrown away: the test set is evaluated only for completed trials
+    assert "test_seconds" not in last.user_attrs and "test_accuracy" not in last.user_attrs
+    assert all(t.user_attrs["test_seconds"] > 0 for t in study.get_trials() if t.state == TrialState.COMPLETE)
 
 
 def test_spec_file_with_unknown_key_is_a_usage_error(tmp_path: Path) -> None:
