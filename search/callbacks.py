@@ -26,6 +26,7 @@ class OptunaReportCallback(keras.callbacks.Callback):
         self.monitor = monitor
         self.max_epochs = max_epochs
         self.pruned_at: int | None = None
+        self.values: list[float] = []  # the monitored metric of each epoch, as reported
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -41,6 +42,7 @@ class OptunaReportCallback(keras.callbacks.Callback):
         if not math.isfinite(value):
             return  # TerminateOnNaN ends the run; the objective fails the trial with its reason
         step = epoch + 1
+        self.values.append(value)
         self.trial.report(value, step)
         self.trial.set_user_attr("epoch_seconds", round(time.monotonic() - self._epoch_start, 2))
         if step == self.max_epochs:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hpsearch")
 
+# The test set is evaluated for a completed trial that ranks among the study's best TEST_TOP_K when it ends (the
+# ranks the study note and `best` show; a trial outside them then can never enter them later). Other trials skip
+# those seconds: 10,000 test images cost 5-10 s of a one-minute trial on 2 cores (benchmarks, BENCHMARKS.md).
+TEST_TOP_K = 5
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -67,7 +72,8 @@ class Objective:
         reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs)
         try:
             result = fit_and_evaluate(model, self.data, config, [reporter], monitor=self.spec.metric,
-                                      skip_test=lambda: reporter.pruned_at is not None)
+                                      skip_test=lambda: reporter.pruned_at is not None
+                                      or not self._ranks_in_top(trial, reporter.values, TEST_TOP_K))
         except TrialFailed as exc:
             raise self._fail(trial, str(exc)) from None
         trial.set_user_attr("epochs_run", result.epochs_run)
@@ -79,8 +85,9 @@ class Objective:
         if reporter.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
         trial.set_user_attr("val_accuracy", round(result.val_accuracy, 6))
-        trial.set_user_attr("test_accuracy", round(result.test_accuracy, 6))
-        trial.set_user_attr("test_loss", round(result.test_loss, 6))
+        if result.test_seconds is not None:
+            trial.set_user_attr("test_accuracy", round(result.test_accuracy, 6))
+            trial.set_user_attr("test_loss", round(result.test_loss, 6))
         history = result.history.get(self.spec.metric, [])
         value = (max if metric_mode(self.spec.metric) == "max" else min)(history)
         self._store_artifacts(trial, model, result, value, dict(hp.values))
@@ -91,6 +98,17 @@ class Objective:
         trial.set_user_attr("fail_reason", reason[:1000])
         logger.warning("trial %d failed: %s", trial.number, reason)
         return TrialFailed(reason)
+
+    def _ranks_in_top(self, trial: optuna.trial.Trial, values: list[float], k: int) -> bool:
+        """True when this trial's result would rank among the k best completed trials of the study so far."""
+        if not values:
+            return True
+        maximize = self.spec.direction == "maximize"
+        value = max(values) if maximize else min(values)
+        done = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None]
+        better = sum(v > value if maximize else v < value for v in done)
+        return better < k
 
     def _is_best_so_far(self, trial: optuna.trial.Trial, value: float) -> bool:
         done = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -114,7 +132,7 @@ class Objective:
         try:
             with tempfile.TemporaryDirectory(prefix="hpsearch-") as tmp:
                 files = [plot_curves(result.history, Path(tmp) / f"trial-{trial.number}-curves.png", title)]
-                if self._is_best_so_far(trial, value):
+                if result.test_seconds is not None and self._is_best_so_far(trial, value):
                     model_path = Path(tmp) / f"trial-{trial.number}-model.keras"
                     model.save(model_path)
                     report = Path(tmp) / f"trial-{trial.number}-classification-report.txt"

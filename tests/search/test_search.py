@@ -115,6 +115,21 @@ def test_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
     assert all(t.user_attrs["test_seconds"] > 0 for t in study.get_trials() if t.state == TrialState.COMPLETE)
 
 
+@pytest.mark.parametrize(("better_trials", "evaluated"), [(4, True), (5, False)])
+def test_test_set_is_evaluated_for_trials_that_rank_in_the_top_five(tmp_path: Path, better_trials: int,
+                                                                     evaluated: bool) -> None:
+    spec = StudySpec(study="top", trials=10, epochs=1, pruner="none", **SMALL)
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = create_or_resume(spec, open_storage(url))
+    for _ in range(better_trials):  # results no one-epoch ResNet-4 reaches
+        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0))
+    study = _run_in_process(spec, url, [default_params(spec)], 1)
+    trial = max(study.get_trials(), key=lambda t: t.number)
+    assert trial.state == TrialState.COMPLETE and 0.0 < trial.value < 1.0
+    assert ("test_accuracy" in trial.user_attrs) is evaluated
+    assert ("test_seconds" in trial.user_attrs) is evaluated
+
+
 def test_spec_file_with_unknown_key_is_a_usage_error(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("study: x\nmodel: cnn\nepoch: 3\n")
