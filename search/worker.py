@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -61,6 +63,19 @@ def configure_threads(threads: int | None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
         except RuntimeError:  # TensorFlow already initialised in this process: the env vars apply next time
             pass
+
+
+def _interrupt_once(_signum: int, _frame: object) -> None:
+    """Ctrl-C reaches a worker twice (the terminal's process group, then the launcher passing it on): the first
+    stops the trial, later ones are ignored so they cannot cut short the write that records it FAIL."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def stop_cleanly_on_ctrl_c() -> None:
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt_once)
 
 
 def sampler_seed_offset() -> int:
@@ -126,6 +141,7 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     fresh one that goes on, so only call it with `recycle` from a process started as `hpsearch worker`.
     """
     configure_threads(threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None))
+    stop_cleanly_on_ctrl_c()
     from hpsearch.search.objective import Objective
     from hpsearch.storage import (
         DEFAULT_GRACE_PERIOD,

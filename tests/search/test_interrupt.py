@@ -15,6 +15,10 @@ from optuna.trial import TrialState
 from tests.conftest import record_reliability
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "ctrlc", "--model", "resnet4", "--dataset",
@@ -22,8 +26,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
            "--workers", "2", "--pruner", "none", "--storage", url]
     # Trials of at least 11 epochs: one seen at epoch 2 is still running when the signal arrives.
     # A terminal's Ctrl-C reaches the whole foreground process group: the launcher and its workers.
+    # A test run started as a background job (`cmd &` in a script) inherits SIGINT ignored, and so would the run;
+    # a terminal's foreground job has the default disposition, which is the case tested here.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.time() + 300
     running = []
     while time.time() < deadline and not running:
