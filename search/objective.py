@@ -33,6 +33,11 @@ logger = logging.getLogger("hpsearch")
 # those seconds: 10,000 test images cost 5-10 s of a one-minute trial on 2 cores (benchmarks, BENCHMARKS.md).
 TEST_TOP_K = 5
 
+def _completed_values(trial: optuna.trial.Trial) -> list[float]:
+    return [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None]
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -105,14 +110,11 @@ class Objective:
             return True
         maximize = self.spec.direction == "maximize"
         value = max(values) if maximize else min(values)
-        done = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None]
-        better = sum(v > value if maximize else v < value for v in done)
+        better = sum(v > value if maximize else v < value for v in _completed_values(trial))
         return better < k
 
     def _is_best_so_far(self, trial: optuna.trial.Trial, value: float) -> bool:
-        done = [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None]
+        done = _completed_values(trial)
         if not done:
             return True
         return value > max(done) if self.spec.direction == "maximize" else value < min(done)

@@ -229,6 +229,7 @@ def test_unwritable_artifact_store_keeps_the_result(tmp_path: Path) -> None:
     from hpsearch.search.worker import open_study
 
     study, _ = open_study("art", open_storage(url))
+    study.enqueue_trial(default_params(spec))  # the published configuration, not a random draw
     study.optimize(Objective(spec, artifact_store=store), n_trials=1, catch=(Exception,))
     trial = study.get_trials()[0]
     assert trial.state == TrialState.COMPLETE and trial.value > 0.3
