@@ -148,6 +148,9 @@ def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
     if not value:
         return None
     path = Path(value).expanduser()
+    if path.is_file():
+        raise DatasetNotFoundError(f"data directory {path} is a file; pass the directory that holds the dataset's "
+                                   f"files with --data-dir or {DATA_DIR_ENV}")
     if not path.is_dir():
         raise DatasetNotFoundError(f"data directory {path} does not exist; pass an existing directory with "
                                    f"--data-dir or {DATA_DIR_ENV}")
@@ -260,6 +263,26 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
+class UnknownDatasetError(UnknownNameError):
+    """Neither a built-in dataset nor a file of the user's."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("dataset", name, dataset_names())
+        self.args = (f"{self.args[0]}; or your own data: --dataset npz:FILE (x_train, y_train, optionally "
+                     "x_val, y_val, x_test, y_test, class_names), --dataset images:DIR (one subfolder per "
+                     "class) or --dataset module:function / file.py:function returning arrays",)
+
+
+def check_dataset_name(name: str) -> None:
+    """A built-in name or a well-formed `npz:FILE` (the file itself is read where the data is loaded)."""
+    from hpsearch.data_files import check_name, is_file_dataset
+
+    if is_file_dataset(name):
+        check_name(name)
+    elif name not in DATASETS:
+        raise UnknownDatasetError(name)
+
+
 def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
@@ -296,17 +319,32 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, trai
     """
     from sklearn.model_selection import train_test_split
 
-    if name not in DATASETS:
-        raise UnknownNameError("dataset", name, dataset_names())
+    from hpsearch.data_files import is_file_dataset, load_file_dataset
+
+    if name not in DATASETS and not is_file_dataset(name):
+        raise UnknownDatasetError(name)
     if not 0.0 < validation_split < 1.0:
         raise UsageError(f"validation split must be between 0 and 1 (exclusive), got {validation_split}")
     if train_size is not None and train_size < 20:
         raise UsageError(f"train size must be at least 20 images, got {train_size}")
+    if is_file_dataset(name):
+        return load_file_dataset(name, train_size, validation_split, seed)
     info = DATASETS[name]
     (x_train, y_train, x_test, y_test), source = info.loader(data_dir)
     y_train, y_test = np.asarray(y_train, dtype=np.int64), np.asarray(y_test, dtype=np.int64)
     if train_size is not None:
+        if train_size > len(x_train):
+            raise UsageError(f"--train-size {train_size} is larger than the {len(x_train)} training images of "
+                             f"{name}; use at most {len(x_train)}, or leave it out to use them all")
         x_train, y_train = _stratified_subset(x_train, y_train, train_size, seed)
+    classes = len(np.unique(y_train))
+    held_out = int(np.ceil(validation_split * len(y_train)))
+    if held_out < classes or len(y_train) - held_out < classes:
+        # A stratified split needs at least one image of every class on each side.
+        needed = int(np.ceil(classes / min(validation_split, 1.0 - validation_split)))
+        raise UsageError(f"{len(y_train)} training images split {validation_split:g} for validation leave fewer "
+                         f"than one image per class ({classes} classes) on one side; use --train-size {needed} "
+                         "or more, or a larger --validation-split")
     x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=validation_split, stratify=y_train,
                                                   random_state=seed)
     return Dataset(name=name, x_train=_scale(x_fit), y_train=y_fit, x_val=_scale(x_val), y_val=y_val,
@@ -315,8 +353,13 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, trai
 
 def locate(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
     """Where the dataset's files are found, or the error message saying what is missing (for `hpsearch datasets`)."""
+    from hpsearch.data_files import is_file_dataset
+    from hpsearch.data_files import locate as locate_file
+
+    if is_file_dataset(name):
+        return locate_file(name)
     if name not in DATASETS:
-        raise UnknownNameError("dataset", name, dataset_names())
+        raise UnknownDatasetError(name)
     try:
         if name in ("mnist", "fashion-mnist"):
             # Look without downloading: the Keras fallback is not a location.

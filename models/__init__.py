@@ -7,13 +7,13 @@ every hyperparameter is the published configuration, so `builder(keras_tuner.Hyp
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import UnknownNameError
-from hpsearch.models import cnn, resnet4, resnet50, resnet_blocks
-from hpsearch.models._common import TRAINING_PARAMS, TrainingConfig, training_config
+from hpsearch.models.training_params import TRAINING_PARAMS, TrainingConfig, training_config
 
 if TYPE_CHECKING:
     import keras
@@ -24,29 +24,52 @@ BuilderType = Callable[["keras_tuner.HyperParameters"], "keras.Model"]
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A built-in builder; its module (and Keras with it) is imported only when a model is built."""
+
     name: str
     description: str
-    build: Callable[..., keras.Model]
+    module: str  # hpsearch.models.<module>.build
     options: tuple[str, ...] = ()
+
+    @property
+    def build(self) -> Callable[..., keras.Model]:
+        return importlib.import_module(f"hpsearch.models.{self.module}").build
 
 
 MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
         ModelInfo("resnet4", "ResNet-4: 3 conv + 1 dense, two identity skips (10,320 params on MNIST)",
-                  resnet4.build),
+                  "resnet4"),
         ModelInfo("resnet-blocks", "ResNet of 1-3 residual blocks (3 x Conv-BN-ReLU + projection skip), GAP",
-                  resnet_blocks.build),
+                  "resnet_blocks"),
         ModelInfo("cnn", "CNN with BatchNorm, MaxPool, Dropout 0.25/0.5 (published best 128/192/256, Adam)",
-                  cnn.build),
+                  "cnn"),
         ModelInfo("resnet50", "ResNet-50 (3-4-6-3), from scratch or keras.applications + dropout",
-                  resnet50.build, ("weights",)),
+                  "resnet50", ("weights",)),
     )
 }
 
 
 def model_names() -> list[str]:
     return list(MODELS)
+
+
+def catalog() -> dict[str, str]:
+    """Every model `--model` takes by name, with its description: the built-ins, then the builders installed
+    packages register in the `hpsearch.models` entry-point group."""
+    from hpsearch.models.references import describe, entry_point_builders
+
+    names = {name: info.description for name, info in MODELS.items()}
+    for name in entry_point_builders():
+        names.setdefault(name, describe(name))
+    return names
+
+
+def describe_model(name: str) -> str:
+    from hpsearch.models.references import describe
+
+    return MODELS[name].description if name in MODELS else describe(name)
 
 
 def get_builder(name: str, input_shape: tuple[int, ...] = (28, 28, 1), num_classes: int = 10,
@@ -56,8 +79,11 @@ def get_builder(name: str, input_shape: tuple[int, ...] = (28, 28, 1), num_class
     Raises:
         UnknownNameError: no builder has that name.
     """
-    if name not in MODELS:
-        raise UnknownNameError("model", name, model_names())
+    if name not in MODELS:  # the user's own: package.module:function, file.py:function or an entry point
+        from hpsearch.models.references import bind, check_name, load_object
+
+        check_name(name, model_names())
+        return bind(load_object(name), name, input_shape, num_classes, **options)
     info = MODELS[name]
     unknown = set(options) - set(info.options)
     if unknown:
@@ -109,4 +135,4 @@ def format_range(entry: dict[str, Any]) -> str:
 
 
 __all__ = ["MODELS", "ModelInfo", "BuilderType", "TRAINING_PARAMS", "TrainingConfig", "describe_hyperparameter",
-           "format_range", "get_builder", "model_names", "search_space", "training_config"]
+           "catalog", "describe_model", "format_range", "get_builder", "model_names", "search_space", "training_config"]

@@ -2,51 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import keras
+
+from hpsearch.models.training_params import (  # noqa: F401  (re-exported: builders import them from here)
+    BATCH_SIZES,
+    EPOCHS_RANGE,
+    LR_FACTOR_RANGE,
+    LR_PATIENCE_RANGE,
+    PATIENCE_RANGE,
+    TRAINING_PARAMS,
+    TrainingConfig,
+    training_config,
+)
 
 if TYPE_CHECKING:
     import keras_tuner
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
-BATCH_SIZES = (32, 64, 128, 256)
-EPOCHS_RANGE = (1, 100)
-PATIENCE_RANGE = (1, 10)
-LR_FACTOR_RANGE = (0.1, 0.5)
-LR_PATIENCE_RANGE = (1, 5)
 
 # Keras's BatchNormalization averages its inference statistics with momentum 0.99: on MNIST the seed CNN then
 # validates at 20% after one and two epochs while it trains at 95% (measured, see README "BatchNorm"). With 0.9
 # (PyTorch's default) the statistics follow the weights and epoch 1 already validates at 94%.
 BN_MOMENTUM = 0.9
-
-# Names of the hyperparameters that shape training rather than the network. A study fixes them from its
-# spec unless told to search them.
-TRAINING_PARAMS = ("batch_size", "epochs", "patience", "lr_factor", "lr_patience")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    batch_size: int = 128
-    epochs: int = 10
-    patience: int = 3
-    lr_factor: float = 0.2
-    lr_patience: int = 2
-
-
-def training_config(hp: keras_tuner.HyperParameters) -> TrainingConfig:
-    """Registers the training hyperparameters (defaults: the seed searches' set-up) and returns their values."""
-    default = TrainingConfig()
-    return TrainingConfig(
-        batch_size=hp.Choice("batch_size", list(BATCH_SIZES), default=default.batch_size),
-        epochs=hp.Int("epochs", *EPOCHS_RANGE, default=default.epochs),
-        patience=hp.Int("patience", *PATIENCE_RANGE, default=default.patience),
-        lr_factor=hp.Float("lr_factor", *LR_FACTOR_RANGE, step=0.1, default=default.lr_factor),
-        lr_patience=hp.Int("lr_patience", *LR_PATIENCE_RANGE, default=default.lr_patience),
-    )
 
 
 def batch_norm(name: str | None = None) -> keras.layers.BatchNormalization:

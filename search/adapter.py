@@ -71,11 +71,17 @@ class OptunaHyperParameters(keras_tuner.HyperParameters):
         trial = self.trial
         if kind == "Fixed":
             return p.value
+        if kind in ("Int", "Float") and p.sampling == "reverse_log":
+            raise UsageError(f"hyperparameter {p.name!r}: sampling='reverse_log' has no Optuna counterpart; use "
+                             "'log' (dense near min_value) or 'linear'")
+        if kind in ("Int", "Float") and p.sampling == "log" and p.step not in (None, 1):
+            # KerasTuner multiplies by the step under log sampling (32, 64, 128, ... for step 2); Optuna's log and
+            # step are exclusive, so the same values are offered as choices.
+            return trial.suggest_categorical(p.name, geometric_values(p))
         if kind == "Int":
-            step = p.step or 1
-            if p.sampling == "log":  # Optuna: log and step are exclusive
+            if p.sampling == "log":
                 return trial.suggest_int(p.name, p.min_value, p.max_value, log=True)
-            return trial.suggest_int(p.name, p.min_value, p.max_value, step=step)
+            return trial.suggest_int(p.name, p.min_value, p.max_value, step=p.step or 1)
         if kind == "Float":
             if p.sampling == "log":
                 return trial.suggest_float(p.name, p.min_value, p.max_value, log=True)
@@ -86,6 +92,19 @@ class OptunaHyperParameters(keras_tuner.HyperParameters):
             return trial.suggest_categorical(p.name, list(p.values))
         raise UsageError(f"hyperparameter {p.name!r} of type {kind} is not supported; use Int, Float, Choice, "
                          "Boolean or Fixed")
+
+
+def geometric_values(p: hp_module.HyperParameter) -> list[Any]:
+    """min_value, min_value * step, ... up to max_value: KerasTuner's values of a log-sampled `Int`/`Float` with a
+    step."""
+    if p.step <= 1 or p.min_value <= 0:
+        raise UsageError(f"hyperparameter {p.name!r}: log sampling with a step needs step > 1 and min_value > 0 "
+                         f"(got step {p.step}, min_value {p.min_value})")
+    values, value = [], p.min_value
+    while value <= p.max_value * (1 + 1e-9):
+        values.append(int(round(value)) if type(p).__name__ == "Int" else float(f"{value:.12g}"))
+        value *= p.step
+    return values
 
 
 def values_hyperparameters(values: Mapping[str, Any]) -> keras_tuner.HyperParameters:

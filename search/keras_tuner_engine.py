@@ -1,4 +1,8 @@
-"""`hpsearch tune --engine keras-tuner`: the same builder, space and data, searched by KerasTuner itself."""
+"""`hpsearch tune --engine keras-tuner`: the same builder, space and data, searched by KerasTuner itself.
+
+Validation recomputes BatchNorm statistics from the current weights first (precise BN), as hpsearch's own
+trials do: KerasTuner then ranks, prunes (Hyperband) and checkpoints on what the weights are worth.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import keras_tuner
 
 from hpsearch.errors import UnknownNameError
 from hpsearch.models import get_builder, training_config
+from hpsearch.search.precise_bn import DEFAULT_SAMPLES, PreciseBatchNorm
 from hpsearch.search.training import metric_mode, standard_callbacks
 
 if TYPE_CHECKING:
@@ -22,10 +27,11 @@ TUNERS = ("random", "hyperband", "bayesian")
 class BuilderHyperModel(keras_tuner.HyperModel):
     """Wraps a `build(hp)` builder; `fit` reads batch size and epochs from the same hyperparameters."""
 
-    def __init__(self, builder: Any, monitor: str) -> None:
+    def __init__(self, builder: Any, monitor: str, precise_bn_samples: int = DEFAULT_SAMPLES) -> None:
         super().__init__()
         self.builder = builder
         self.monitor = monitor
+        self.precise_bn_samples = precise_bn_samples
 
     def build(self, hp: keras_tuner.HyperParameters) -> Any:
         return self.builder(hp)
@@ -35,7 +41,10 @@ class BuilderHyperModel(keras_tuner.HyperModel):
         kwargs["batch_size"] = config.batch_size
         # Hyperband sets its own epochs per bracket; the others train for the configured maximum.
         kwargs.setdefault("epochs", config.epochs)
-        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + standard_callbacks(config, self.monitor)
+        # First, so KerasTuner's checkpoint and every other epoch-end callback see statistics of these weights.
+        x = args[0] if args else kwargs["x"]
+        first = [PreciseBatchNorm(x, samples=self.precise_bn_samples)] if self.precise_bn_samples else []
+        kwargs["callbacks"] = first + list(kwargs.get("callbacks", [])) + standard_callbacks(config, self.monitor)
         return model.fit(*args, **kwargs)
 
 

@@ -3,68 +3,128 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.search.spec import SPEC_ATTR, StudySpec
+from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
 from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV, threads_per_worker
 
 if TYPE_CHECKING:
     import optuna
     from rich.console import Console
 
+    from hpsearch.search.preflight import Checked
+
 POLL_SECONDS = 1.0
+WORKER_MEMORY_GB = 1.2  # peak RSS of one CNN worker on MNIST (BENCHMARKS.md, memory)
 # Fields a joining spec must agree on with the stored one: otherwise trials would not be comparable.
 IDENTITY_FIELDS = ("model", "dataset", "metric", "direction", "train_size", "validation_split", "epochs")
 
 
 def default_params(spec: StudySpec) -> dict[str, Any]:
     """The builder's published configuration, as Optuna params (fixed values left out)."""
-    import keras_tuner
+    from hpsearch.search.preflight import check_spec
 
-    from hpsearch.datasets import load_dataset
-    from hpsearch.models import get_builder
-
-    # Input shape matters for some spaces (resnet50's image_size), so build on the study's data shape.
-    data = load_dataset(spec.dataset, spec.data_dir, min(spec.train_size or 200, 200), spec.validation_split,
-                        spec.seed)
-    hp = keras_tuner.HyperParameters()
-    get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)(hp)
-    fixed = spec.fixed_values()
-    return {k: v for k, v in hp.values.items() if k not in fixed}
+    return check_spec(spec, dry_run=False).defaults
 
 
-def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqueue_defaults: bool = False
+def stored_spec(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+    """The spec an existing study was created with; None when there is no such study."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    return study.user_attrs.get(SPEC_ATTR) or {}
+
+
+def existing_spec(study: str, storage_url: str | None) -> dict[str, Any] | None:
+    """The spec stored with an existing study, read without creating anything; None when there is no database
+    yet, no such study, or it cannot be read."""
+    from hpsearch.storage import resolve_url
+    from hpsearch.storage._urls import sqlite_path
+    from hpsearch.storage.queries import make_engine, study_attrs
+
+    url = resolve_url(storage_url)
+    db = sqlite_path(url)
+    if db is not None and not db.is_file():
+        return None
+    try:
+        return study_attrs(make_engine(url, read_only=True), SPEC_ATTR).get(study)
+    except HpsearchError:
+        return None
+
+
+def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqueue_defaults: bool = False,
+                     checked: Checked | None = None, warm_start: str | None = None, check: bool = True
                      ) -> optuna.Study:
     """Creates the study with its spec, or checks that an existing one was made for the same search.
 
+    A new spec (or a changed one) is first checked against its builder and data (`preflight.check_spec`), so a
+    bad value stops here, before anything is created. Resuming clears a tripped circuit breaker: the user says
+    the cause is fixed.
+
+    Args:
+        enqueue_defaults: queue the builder's published configuration first.
+        checked: the checks' result when the caller ran them already.
+        warm_start: `STUDY[:K]`: queue the K best configurations of another study in this storage.
+        check: False skips the checks (tests and benchmarks that build a spec they know to be valid).
+
     Raises:
-        UsageError: the study exists with a different model, dataset or metric.
+        UsageError: the spec does not fit its builder or data, the study exists with a different model, dataset
+            or metric, or the warm-start study cannot lend configurations.
     """
     import optuna
 
-    study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
-                                load_if_exists=True)
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is None:
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
-        study.set_user_attr("hpsearch_started_at", time.time())
-    else:
+    from hpsearch.search import breaker
+    from hpsearch.search.preflight import check_spec
+
+    stored = stored_spec(storage, spec.study)
+    if stored:
         diffs = [f"{k}: study has {stored.get(k)!r}, asked {getattr(spec, k)!r}" for k in IDENTITY_FIELDS
                  if stored.get(k) != getattr(spec, k)]
         if diffs:
             raise UsageError(f"study {spec.study!r} exists with a different set-up ({'; '.join(diffs)}); use another "
                              "--study name or the same settings")
-        if stored != spec.to_dict():  # budget, sampler, ...: the new values apply from now on
-            study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    if checked is None and check and (stored != spec.to_dict() or enqueue_defaults or warm_start):
+        checked = check_spec(spec, dry_run=stored != spec.to_dict())
+    if checked is not None:
+        spec = checked.spec
+    warm: list[tuple[int, dict[str, Any]]] = []
+    if warm_start:
+        from hpsearch.search.warm_start import warm_start_params
+
+        warm = warm_start_params(storage, warm_start, spec, checked.space if checked else None)
+    study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
+                                load_if_exists=True)
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if study.metric_names != [spec.metric]:
+        with warnings.catch_warnings():  # Optuna flags set_metric_names experimental; it is stable in use
+            warnings.simplefilter("ignore")
+            study.set_metric_names([spec.metric])  # the dashboard and Optuna's own tools name the objective
+    if stored is None:
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        study.set_user_attr("hpsearch_started_at", time.time())
+    elif stored != spec.to_dict():  # budget, sampler, ...: the new values apply from now on
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    if checked is not None and study.user_attrs.get(CLASSES_ATTR) != checked.data.class_names:
+        study.set_user_attr(CLASSES_ATTR, checked.data.class_names)  # predict names its answers by them
+    breaker.clear(study)
     if enqueue_defaults:
-        study.enqueue_trial(default_params(spec), user_attrs={"enqueued": "published defaults"},
+        study.enqueue_trial(checked.defaults if checked is not None else default_params(spec),
+                            user_attrs={"enqueued": "published defaults"}, skip_if_exists=True)
+    source = warm_start.partition(":")[0] if warm_start else ""
+    for number, params in warm:
+        study.enqueue_trial(params, user_attrs={"enqueued": f"warm start: {source} trial {number}"},
                             skip_if_exists=True)
     from hpsearch.search.notes import refresh_note
 
@@ -167,90 +227,228 @@ def _spawn(index: int, serial: int, args: list[str], env: dict[str, str], log_di
                             stdin=subprocess.DEVNULL)
 
 
+def open_or_create(spec: StudySpec, storage_url: str, enqueue_defaults: bool = False,
+                   heartbeat_interval: int | None = None, grace_period: int | None = None,
+                   warm_start: str | None = None) -> tuple[optuna.Study, bool]:
+    """`create_or_resume` on the storage at `storage_url`; a new study's spec is checked before the database is
+    opened, so a bad value creates nothing, not even the file.
+
+    Returns:
+        The study, and whether it is new.
+    """
+    from hpsearch.storage import open_storage
+
+    fresh = existing_spec(spec.study, storage_url) is None
+    checked = None
+    if fresh:
+        from hpsearch.search.preflight import check_spec
+
+        checked = check_spec(spec)
+    storage = open_storage(storage_url, heartbeat_interval, grace_period)
+    return create_or_resume(spec, storage, enqueue_defaults, checked=checked, warm_start=warm_start), fresh
+
+
+def check_worker_options(heartbeat_interval: int | None, grace_period: int | None) -> None:
+    """Heartbeat and grace period in whole seconds, the grace longer than the interval.
+
+    Raises:
+        UsageError: a value below 1, or a grace period a healthy worker's heartbeat could not meet.
+    """
+    from hpsearch.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
+    for flag, value in (("--heartbeat-interval", heartbeat_interval), ("--grace-period", grace_period)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1 second, got {value}")
+    interval = heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+    grace = grace_period or DEFAULT_GRACE_PERIOD
+    if grace <= interval:
+        raise UsageError(f"--grace-period ({grace}s) must be longer than --heartbeat-interval ({interval}s), or "
+                         "every running trial would be failed as dead; use e.g. a grace period of 5 intervals")
+
+
+def plan_workers(workers: int, left: int, console: Console) -> int:
+    """The worker count to start: never more than the trials left; more than the cores is allowed, with its cost."""
+    from hpsearch.search.worker import available_cores
+
+    left = max(1, left)
+    if workers > left:
+        console.print(f"[yellow]{workers} workers asked for, {left} trial(s) left: starting {left}[/]")
+        workers = left
+    cores = available_cores()
+    if workers > cores:
+        total = workers * WORKER_MEMORY_GB
+        console.print(f"[yellow]warning: {workers} workers on {cores} core(s): each trains with one thread and holds "
+                      f"its own TensorFlow and data (about {WORKER_MEMORY_GB:g} GB each, ~{total:.0f} GB in all); "
+                      "more workers than cores make every trial slower, not the search faster[/]")
+    return workers
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP on the launcher: stop the workers as Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _stop_workers(procs: dict[int, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every worker (its running trial ends FAIL, resumable), then SIGKILL after 30 s.
+
+    SIGTERM, not SIGINT: a launcher started in the background of a script hands its workers SIGINT ignored. A
+    second Ctrl-C or SIGTERM meanwhile is ignored, so it cannot cut this short and leave workers behind.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, recycle: int = DEFAULT_RECYCLE,
            artifacts: str | None = None, heartbeat_interval: int | None = None, grace_period: int | None = None,
-           enqueue_defaults: bool = False, threads: int | None = None) -> Progress:
+           enqueue_defaults: bool = False, threads: int | None = None, warm_start: str | None = None) -> Progress:
     """Creates/resumes the study, runs `workers` worker processes until the budget is spent, shows progress.
 
     The storage URL reaches the workers through the environment, never their command line (no password in ps).
+    Ctrl-C, SIGTERM and SIGHUP stop the workers (their trials end FAIL; the same command resumes); the workers
+    also stop by themselves if this process dies. A tripped circuit breaker stops them with its reason.
+
+    Raises:
+        StudyStopped: the study's trials kept failing the same way.
+        HpsearchError: the workers stopped before the budget was spent.
     """
-    import optuna
     from rich.live import Live
 
-    from hpsearch.storage import artifact_dir, mask_url, open_storage
+    from hpsearch.search.breaker import describe, stop_reason
+    from hpsearch.search.worker import PARENT_PID_ENV, StudyStopped
+    from hpsearch.storage import artifact_dir, mask_url
 
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
-    storage = open_storage(storage_url, heartbeat_interval, grace_period)
-    study = create_or_resume(spec, storage, enqueue_defaults)
-    art_dir = artifact_dir(storage_url, artifacts)
+    check_worker_options(heartbeat_interval, grace_period)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
     from hpsearch.storage.artifacts import safe_filename
+    from hpsearch.storage.outputs import prepare_output_dir
 
-    log_dir = art_dir / "logs" / safe_filename(spec.study)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    art_dir = artifact_dir(storage_url, artifacts)
+    _check_creatable(art_dir)  # before the study exists: an unusable artifact directory is a usage error
+    study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period, warm_start)
+    log_dir = prepare_output_dir(art_dir / "logs" / safe_filename(spec.study), (), flag="--artifacts")
+    before = measure(study, spec, workers)
+    workers = plan_workers(workers, spec.trials - before.done - before.running, console)
     threads = threads or threads_per_worker(workers)
     env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(art_dir),
-           THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+           THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+           PARENT_PID_ENV: str(os.getpid())}
     args = ["--study", spec.study, "--recycle", str(recycle)]
     if heartbeat_interval:
         args += ["--heartbeat-interval", str(heartbeat_interval)]
     if grace_period:
         args += ["--grace-period", str(grace_period)]
-    before = measure(study, spec, workers)
     console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
                   f"{before.done}/{spec.trials} trials done; starting {workers} worker(s) x {threads} thread(s); "
                   f"logs in {log_dir}")
-    procs = {i: _spawn(i, i, args, env, log_dir) for i in range(workers)}
-    respawns = 0
-    start = time.monotonic()
-    last_line = ""
+    base = first_worker_number(fresh)
+    # Only where the default action stands: `nohup hpsearch run ... &` keeps its SIGHUP ignored.
+    previous = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(s) is signal.SIG_DFL}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    procs: dict[int, subprocess.Popen[bytes]] = {}
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     try:
+        procs.update({i: _spawn(i, base + i, args, env, log_dir) for i in range(workers)})
         if live:
             live.start()
-        while True:
-            p = measure(study, spec, workers)
-            elapsed = time.monotonic() - start
-            if live:
-                live.update(render(spec, p, elapsed))
-            else:
-                line = progress_line(spec, p, elapsed)
-                if line.split("] ", 1)[1] != last_line:
-                    console.print(line, soft_wrap=True, markup=False, highlight=False)
-                    last_line = line.split("] ", 1)[1]
-            for i, proc in list(procs.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                del procs[i]
-                work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
-                if code != 0:
-                    console.print(f"[yellow]worker {i} exited with code {code}; see {log_dir}/worker-{i}.log[/]")
-                if work_left and code != 0 and respawns < 3 * workers:
-                    respawns += 1
-                    procs[i] = _spawn(i, workers + respawns, args, env, log_dir)
-            if not procs:
-                break
-            optuna.storages.fail_stale_trials(study)
-            time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: stopping the workers (running trials end FAIL; run the same command "
+        _watch(study, spec, procs, workers, base, args, env, log_dir, console, live)
+    except KeyboardInterrupt as exc:
+        name = exc.args[0] if isinstance(exc, _Terminated) else "interrupted"
+        console.print(f"[yellow]{name}: stopping the workers (running trials end FAIL; run the same command "
                       "again to resume)[/]")
-        for proc in procs.values():
-            proc.send_signal(signal.SIGINT)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_workers(procs)
         raise
     finally:
         if live:
             live.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    stopped = stop_reason(study)
+    if stopped:
+        _stop_workers(procs)
+        raise StudyStopped(describe(stopped, spec.study))
     final = measure(study, spec, workers)
     if final.done < spec.trials and not spec.timeout:
         raise HpsearchError(f"the workers stopped with {final.done}/{spec.trials} trials done; see the logs in "
                             f"{log_dir}")
     return final
+
+
+def first_worker_number(fresh: bool) -> int:
+    """The number of the first worker a launcher starts; the others follow it. Worker numbers seed the samplers:
+    a new study's workers are 0, 1, ... (worker 0 repeats a one-worker search exactly); a resumed or shared study's
+    draw a base of their own, so two `run` commands on one study never train the same configurations side by side.
+    """
+    return 0 if fresh else 1000 + secrets.randbelow(10**6)
+
+
+def _check_creatable(directory: Path) -> None:
+    """Raises UsageError when `directory` is a file, lies under one, or could not be created or written."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is" if existing == directory else f"cannot be created: {existing} is"
+        raise UsageError(f"artifact directory {directory} {where} a file; pass --artifacts DIR (or "
+                         "$HPSEARCH_ARTIFACTS) naming a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"artifact directory {directory} cannot be written ({existing} is not writable); pass "
+                         "--artifacts DIR (or $HPSEARCH_ARTIFACTS) naming a directory you can write to")
+
+
+def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Popen[bytes]], workers: int,
+           base: int, args: list[str], env: dict[str, str], log_dir: Path, console: Console, live: Any) -> None:
+    """Shows progress and respawns crashed workers until none is left, or the circuit breaker trips."""
+    import optuna
+
+    from hpsearch.search.breaker import stop_reason
+
+    respawns = 0
+    start = time.monotonic()
+    last_line = ""
+    failed_seen = -1
+    while procs:
+        p = measure(study, spec, workers)
+        elapsed = time.monotonic() - start
+        if live:
+            live.update(render(spec, p, elapsed))
+        else:
+            line = progress_line(spec, p, elapsed)
+            if line.split("] ", 1)[1] != last_line:
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
+                last_line = line.split("] ", 1)[1]
+        if p.failed != failed_seen:  # the breaker only trips when a trial fails
+            failed_seen = p.failed
+            if stop_reason(study):
+                return
+        for i, proc in list(procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del procs[i]
+            work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
+            if code != 0:
+                console.print(f"[yellow]worker {i} exited with code {code}; see {log_dir}/worker-{i}.log[/]")
+            if work_left and code != 0 and respawns < 3 * workers and not stop_reason(study):
+                respawns += 1
+                procs[i] = _spawn(i, base + workers + respawns, args, env, log_dir)
+        if procs:
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(POLL_SECONDS)

@@ -18,7 +18,7 @@ from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
 from hpsearch.search.callbacks import OptunaReportCallback
 from hpsearch.search.spec import StudySpec
-from hpsearch.search.training import fit_and_evaluate, metric_mode
+from hpsearch.search.training import fit_and_evaluate
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -58,6 +58,18 @@ class Objective:
         self.fixed = spec.fixed_values()
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        """Trains one configuration; any error of the builder, the model or the data fails this trial alone, with
+        its reason (`fail_reason`) and the last frames of its traceback (`fail_traceback`) on the trial."""
+        from hpsearch.storage import STORAGE_ERRORS
+
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, TrialFailed, *STORAGE_ERRORS):
+            raise  # pruned, failed with its reason already, or the storage is away (the worker waits for it)
+        except Exception as exc:
+            raise self._fail(trial, f"{type(exc).__name__}: {exc}", exc) from exc
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
         import keras
 
         trial.set_user_attr("worker", worker_id())
@@ -70,7 +82,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            raise self._fail(trial, f"builder error: {type(exc).__name__}: {exc}") from exc
+            raise self._fail(trial, f"builder error: {type(exc).__name__}: {exc}", exc) from exc
         for name, value in self.fixed.items():
             trial.set_user_attr(f"fixed:{name}", value)
         config = training_config(hp)
@@ -94,13 +106,18 @@ class Objective:
             trial.set_user_attr("test_accuracy", round(result.test_accuracy, 6))
             trial.set_user_attr("test_loss", round(result.test_loss, 6))
         history = result.history.get(self.spec.metric, [])
-        value = (max if metric_mode(self.spec.metric) == "max" else min)(history)
+        value = (max if self.spec.direction == "maximize" else min)(history)
         self._store_artifacts(trial, model, result, value, dict(hp.values))
         return float(value)
 
     @staticmethod
-    def _fail(trial: optuna.trial.Trial, reason: str) -> TrialFailed:
+    def _fail(trial: optuna.trial.Trial, reason: str, exc: BaseException | None = None) -> TrialFailed:
+        """Records why the trial failed (and the last frames of `exc`'s traceback) on it."""
         trial.set_user_attr("fail_reason", reason[:1000])
+        if exc is not None:
+            import traceback
+
+            trial.set_user_attr("fail_traceback", "".join(traceback.format_exception(exc, limit=-6))[-4000:])
         logger.warning("trial %d failed: %s", trial.number, reason)
         return TrialFailed(reason)
 
@@ -117,7 +134,8 @@ class Objective:
         done = _completed_values(trial)
         if not done:
             return True
-        return value > max(done) if self.spec.direction == "maximize" else value < min(done)
+        # A tie saves too: Optuna's best_trial may name either of two equal trials, and each then has its model.
+        return value >= max(done) if self.spec.direction == "maximize" else value <= min(done)
 
     def _store_artifacts(self, trial: optuna.trial.Trial, model: Any, result: Any, value: float,
                          params: dict[str, Any]) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +21,12 @@ if TYPE_CHECKING:
 
     from hpsearch.datasets import Dataset
     from hpsearch.search.spec import StudySpec
+
+# The largest image `predict` decodes. A digit needs a few hundred pixels a side; a small PNG can claim 20000x20000
+# (400 megapixels, gigabytes once decoded), so the size in the header is checked before any pixel is read.
+MAX_IMAGE_PIXELS = 40_000_000
+# What `export` writes into its --out directory (curves.png only when the trial has curves).
+EXPORT_FILES = ("model.keras", "params.json", "curves.png", "confusion_matrix.png", "classification_report.txt")
 
 
 @dataclass
@@ -55,11 +64,12 @@ def load_trial(study_name: str, storage_url: str | None = None, trial_number: in
     """
     from optuna.trial import TrialState
 
-    from hpsearch.search.worker import open_study
-    from hpsearch.storage import artifact_dir, open_storage, resolve_url
+    from hpsearch.search.worker import load_spec
+    from hpsearch.storage import artifact_dir, load_study_read_only, resolve_url
 
     url = resolve_url(storage_url)
-    study, spec = open_study(study_name, open_storage(url, None, None, retry=False))
+    study = load_study_read_only(study_name, url)  # using a result never writes to the study database
+    spec = load_spec(study)
     if trial_number is None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
@@ -93,17 +103,42 @@ def load_model(path: str | Path) -> keras.Model:
         return keras.saving.load_model(named, compile=False, safe_mode=True)
 
 
-def stored_or_rebuilt(stored: StoredTrial, data: Dataset, verbose: int = 0) -> tuple[keras.Model, bool]:
-    """The trial's saved model, or the same configuration rebuilt and trained again (same seed and epochs).
+def stored_or_rebuilt(stored: StoredTrial, data: Dataset | None = None, verbose: int = 0, announce: bool = True
+                      ) -> tuple[keras.Model, bool]:
+    """The trial's saved model, or the same configuration rebuilt and trained again (same seed and epochs) on
+    `data` (default: the study's data, loaded only then); `announce` says so on stderr before training.
 
     Returns:
         (model, whether it was retrained here).
     """
-    path = stored.artifact_path("model")
-    if path is not None:
-        return load_model(path), False
-    model, _ = train_configuration(stored, data, epochs=None, verbose=verbose)
+    model = load_trial_model(stored)
+    if model is not None:
+        return model, False
+    if announce:
+        print(f"trial {stored.trial.number} kept no model: training its configuration again", file=sys.stderr)
+    model, _ = train_configuration(stored, data if data is not None else study_data(stored.spec), epochs=None,
+                                   verbose=verbose)
     return model, True
+
+
+def load_trial_model(stored: StoredTrial) -> keras.Model | None:
+    """The model the trial saved in the artifact store, or None when it kept none.
+
+    Raises:
+        HpsearchError: the saved file exists but cannot be loaded (truncated, overwritten, not a Keras model).
+    """
+    path = stored.artifact_path("model")
+    if path is None:
+        return None
+    try:
+        return load_model(path)
+    except Exception as exc:  # Keras raises ValueError, OSError, KeyError... depending on where the file is damaged
+        reason = ("not a complete .keras archive: truncated or overwritten" if not zipfile.is_zipfile(path)
+                  else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}")
+        raise HpsearchError(
+            f"the saved model of trial {stored.trial.number} of study {stored.study.study_name!r} cannot be loaded "
+            f"({reason}); delete {path} and run the command again to train the trial's configuration anew "
+            "(export and predict do that for a trial without a saved model)") from None
 
 
 def train_configuration(stored: StoredTrial, data: Dataset, epochs: int | None, verbose: int = 0
@@ -141,7 +176,7 @@ def export(stored: StoredTrial, out: Path, verbose: int = 0) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     data = study_data(stored.spec)
-    model, retrained = stored_or_rebuilt(stored, data, verbose)
+    model, retrained = stored_or_rebuilt(stored, data, verbose, announce=verbose > 0)
     model.save(out / "model.keras")
     probs = model.predict(data.x_test, batch_size=512, verbose=0)
     y_pred = probs.argmax(axis=1)
@@ -164,29 +199,83 @@ def export(stored: StoredTrial, out: Path, verbose: int = 0) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- images
+DIGIT_DATASETS = ("mnist", "mnist-sample", "digits")
+
+
+def class_names(stored: StoredTrial, model: keras.Model) -> list[str]:
+    """The names of the study's classes: stored with the study, else the built-in dataset's, else 0..K-1."""
+    from hpsearch.datasets import DATASETS
+    from hpsearch.search.spec import CLASSES_ATTR
+
+    names = stored.study.user_attrs.get(CLASSES_ATTR)
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    if stored.spec.dataset in DATASETS:
+        return list(DATASETS[stored.spec.dataset].class_names)
+    return [str(i) for i in range(int(model.output_shape[-1]))]
+
+
+def _open_image(path: Path) -> Any:
+    """The decoded image, its size checked from the header before any pixel is decoded.
+
+    Raises:
+        UsageError: the file is missing, is not an image, or has more than `MAX_IMAGE_PIXELS` pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only: the pixels are decoded by load()
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                img.close()
+                raise UsageError(_too_big(path, f"{img.width}x{img.height} pixels"))
+            img.load()
+            return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own guard, at open
+        raise UsageError(_too_big(path, "too large to decode safely")) from None
+    except FileNotFoundError:
+        raise UsageError(f"image {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not an image; give PNG or JPG files") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UsageError(f"{path} is not an image PIL can read ({exc}); give a PNG or JPG file") from None
+
+
+def read_image(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Any photo as the model's input: its size and colour mode (grey or RGB), values in [0, 1]."""
+    from PIL import Image
+
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise UsageError(f"the model takes inputs of shape {input_shape}, not images (H x W x 1 or 3); predict "
+                         "reads image files only")
+    with _open_image(Path(path)) as img:
+        converted = img.convert("L" if input_shape[-1] == 1 else "RGB")
+        resized = converted.resize((int(input_shape[1]), int(input_shape[0])), Image.BILINEAR)
+        array = np.asarray(resized, dtype=np.float32) / 255.0
+    return array[..., np.newaxis] if array.ndim == 2 else array
+
+
 def read_digit(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
     """A photo or scan of a digit as the model's input: grey, white digit on black, MNIST-style centred.
 
     Raises:
-        UsageError: the file is missing or not an image.
+        UsageError: the file is missing, is not an image, or has more than `MAX_IMAGE_PIXELS` pixels (checked
+            from its header, before decoding).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise UsageError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UsageError(f"{path} is not an image PIL can read ({exc}); give a PNG or JPG of a digit") from None
+    with _open_image(Path(path)) as img:
+        grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     # Digits are white on black in MNIST: a light background means a dark digit, so invert.
     if np.median(_border(grey)) > 0.5:
         grey = 1.0 - grey
     background = float(np.median(_border(grey)))  # stretch paper grey to black and the ink to white
     grey = np.clip((grey - background) / max(1e-6, float(grey.max()) - background), 0.0, 1.0)
     return _center_like_mnist(grey, input_shape)
+
+
+def _too_big(path: Path, size: str) -> str:
+    return (f"{path} is {size}, over predict's limit of {MAX_IMAGE_PIXELS / 1e6:g} megapixels; downscale it (a "
+            "digit needs a few hundred pixels a side) and run again")
 
 
 def _border(grey: np.ndarray) -> np.ndarray:
@@ -218,14 +307,21 @@ def _center_like_mnist(grey: np.ndarray, input_shape: tuple[int, ...]) -> np.nda
     return canvas[..., np.newaxis]
 
 
-def predict_images(model: keras.Model, paths: list[str], class_names: list[str], top: int = 1
-                   ) -> list[dict[str, Any]]:
+def predict_images(model: keras.Model, paths: list[str], class_names: list[str], top: int = 1,
+                   digits: bool = True) -> list[dict[str, Any]]:
+    """Class and probability per image. `digits`: read them as handwritten digits (MNIST's centring and
+    inversion); otherwise as photos, resized to the model's input in its colour mode."""
     shape = tuple(model.input_shape[1:])
-    batch = np.stack([read_digit(p, shape) for p in paths])
+    read = read_digit if digits else read_image
+    batch = np.stack([read(p, shape) for p in paths])
     probs = model.predict(batch, verbose=0)
+    if len(class_names) != probs.shape[-1]:
+        class_names = [str(i) for i in range(probs.shape[-1])]
     out = []
     for path, p in zip(paths, probs, strict=True):
         order = np.argsort(p)[::-1][:max(1, top)]
-        out.append({"image": str(path), "digit": class_names[order[0]], "probability": float(p[order[0]]),
-                    "top": [{"digit": class_names[i], "probability": float(p[i])} for i in order]})
+        out.append({"image": str(path), "class": class_names[order[0]], "digit": class_names[order[0]],
+                    "probability": float(p[order[0]]),
+                    "top": [{"class": class_names[i], "digit": class_names[i], "probability": float(p[i])}
+                            for i in order]})
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,15 +19,20 @@ if TYPE_CHECKING:
     import optuna
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
-PRUNERS = ("hyperband", "median", "successive-halving", "none")
+PRUNERS = ("successive-halving", "hyperband", "median", "none")
 DIRECTIONS = ("maximize", "minimize")
 STUDY_NAME_MAX = 128
+SPEC_MAX_BYTES = 1_000_000  # a study spec is a few lines; a larger file is a mistake, not a spec
+FIXED_MAX = 256  # more fixed values than any builder has hyperparameters
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# BatchNorm statistics have not settled after one epoch (the seed CNN validates far below what it becomes):
-# no pruning decision is taken before this many epochs.
-MIN_PRUNING_EPOCHS = 2
+# The first pruning rung. Validation recomputes BatchNorm statistics from the current weights (precise BN), so
+# epoch 1 already measures the trained weights (the seed CNN on 2,000 images: 0.81, not 0.10): rungs start there.
+MIN_PRUNING_EPOCHS = 1
+# TPE's random start-up: a tenth of the trial budget, within these bounds.
+TPE_STARTUP_MIN, TPE_STARTUP_MAX = 4, 10
 
 SPEC_ATTR = "hpsearch_spec"
+CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
 
 @dataclass
@@ -40,9 +46,9 @@ class StudySpec:
     train_size: int | None = None
     validation_split: float = 0.1
     metric: str = "val_accuracy"
-    direction: str = "maximize"
+    direction: str | None = None  # None: from the metric's name (accuracies up, losses and errors down)
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    pruner: str = "successive-halving"
     seed: int = 0
     trials: int = 20
     timeout: float | None = None
@@ -55,23 +61,41 @@ class StudySpec:
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            from hpsearch.models.references import normalize
+
+            self.model = normalize(self.model)  # a builder file's path, absolute: workers may start elsewhere
+        if isinstance(self.dataset, str):
+            from hpsearch.data_files import normalize as normalize_data
+
+            self.dataset = normalize_data(self.dataset)
+        if self.direction is None:
+            self.direction = metric_direction(self.metric)
+            if self.direction is None:
+                raise UsageError(f"cannot tell whether metric {self.metric!r} should be maximized or minimized; "
+                                 "pass --direction maximize or --direction minimize")
         self.validate()
 
     def validate(self) -> None:
-        from hpsearch.datasets import DATASETS
+        from hpsearch.datasets import check_dataset_name
         from hpsearch.models import MODELS, TRAINING_PARAMS
 
         check_study_name(self.study)
+        if not isinstance(self.model, str) or not self.model:
+            raise UsageError("a model is required (--model NAME, package.module:function or file.py:function)")
         if self.model not in MODELS:
-            raise UnknownNameError("model", self.model, list(MODELS))
-        if self.dataset not in DATASETS:
-            raise UnknownNameError("dataset", self.dataset, list(DATASETS))
+            from hpsearch.models.references import check_name
+
+            check_name(self.model, list(MODELS))
+        check_dataset_name(self.dataset)
         if self.sampler not in SAMPLERS:
             raise UnknownNameError("sampler", self.sampler, SAMPLERS)
         if self.pruner not in PRUNERS:
             raise UnknownNameError("pruner", self.pruner, PRUNERS)
         if self.direction not in DIRECTIONS:
             raise UnknownNameError("direction", self.direction, DIRECTIONS)
+        if isinstance(self.fixed, dict) and len(self.fixed) > FIXED_MAX:
+            raise UsageError(f"{len(self.fixed)} fixed hyperparameters; a study fixes at most {FIXED_MAX}")
         for name, value, low in (("trials", self.trials, 1), ("epochs", self.epochs, 1),
                                  ("batch_size", self.batch_size, 1), ("train_size", self.train_size, 20)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -129,20 +153,37 @@ class StudySpec:
         return cls(**data)
 
     @classmethod
-    def load(cls, path: str | Path | None, overrides: dict[str, Any]) -> StudySpec:
-        """Reads a YAML spec (optional) and applies CLI overrides (those not None)."""
+    def load(cls, path: str | Path | None, overrides: dict[str, Any], base: dict[str, Any] | None = None
+             ) -> StudySpec:
+        """Reads a YAML spec (optional; else `base`, e.g. an existing study's) and applies CLI overrides (those
+        not None)."""
         import yaml
 
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = dict(base or {})
         source = "command line"
         if path:
             path = Path(path)
-            if not path.is_file():
+            if path.is_dir():
+                raise UsageError(f"study spec {path} is a directory; give the YAML file inside it")
+            if not path.exists():
                 raise UsageError(f"study spec {path} does not exist")
+            if path.stat().st_size > SPEC_MAX_BYTES:
+                raise UsageError(f"study spec {path} is {path.stat().st_size:,} bytes; a spec is a short YAML "
+                                 f"file (at most {SPEC_MAX_BYTES:,} bytes): check that this is the right file")
             try:
-                loaded = yaml.safe_load(path.read_text()) or {}
+                with path.open("rb") as f:  # bounded: a device such as /dev/zero reports size 0
+                    raw = f.read(SPEC_MAX_BYTES + 1)
+                if len(raw) > SPEC_MAX_BYTES:
+                    raise UsageError(f"study spec {path} holds more than {SPEC_MAX_BYTES:,} bytes; a spec is a short "
+                                     "YAML file: check that this is the right file")
+                loaded = yaml.safe_load(raw.decode("utf-8")) or {}
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"study spec {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+                                 ) from None
+            except OSError as exc:
+                raise UsageError(f"study spec {path} cannot be read ({exc.strerror})") from None
             except yaml.YAMLError as exc:
-                raise UsageError(f"study spec {path} is not valid YAML: {exc}") from None
+                raise UsageError(f"study spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
             if not isinstance(loaded, dict):
                 raise UsageError(f"study spec {path} must be a mapping of keys to values")
             data.update(loaded)
@@ -162,11 +203,16 @@ class StudySpec:
         """The study's sampler; `seed_offset` keeps parallel workers from drawing the same random configurations."""
         import optuna
 
-        seed = self.seed + seed_offset
+        seed = (self.seed + seed_offset) % 2**32  # NumPy seeds stop at 2**32 - 1
 
         if self.sampler == "tpe":
-            # constant_liar: parallel workers do not all sample next to the same running trial.
-            return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
+            # multivariate + group: the hyperparameters' joint density, per set of hyperparameters that occur
+            # together (conditional spaces); constant_liar: parallel workers do not all sample next to the same
+            # running trial.
+            with warnings.catch_warnings():  # both options are stable in use; Optuna still flags them experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
+                                                  n_startup_trials=self.tpe_startup_trials())
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if self.sampler == "cmaes":
@@ -177,6 +223,10 @@ class StudySpec:
         if search_space is None:
             raise UsageError("the grid sampler needs the search space")
         return optuna.samplers.GridSampler(search_space, seed=seed)
+
+    def tpe_startup_trials(self) -> int:
+        """Random trials before TPE models the results: a tenth of the budget, at least 4, at most 10."""
+        return max(TPE_STARTUP_MIN, min(TPE_STARTUP_MAX, self.trials // 10))
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         import optuna
@@ -189,6 +239,33 @@ class StudySpec:
         if self.pruner == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=MIN_PRUNING_EPOCHS)
         return optuna.pruners.NopPruner()
+
+
+# Metric names whose direction is known: Keras logs them with a `val_` prefix for the validation split.
+_MINIMIZED = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "poisson")
+_MAXIMIZED = ("accuracy", "acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "top_k", "top5")
+
+
+def metric_direction(metric: str) -> str | None:
+    """'maximize' for accuracies, AUC, precision..., 'minimize' for losses and errors, None when unknown."""
+    name = metric.lower().removeprefix("val_")
+    if any(word in name for word in _MINIMIZED):
+        return "minimize"
+    if any(word in name for word in _MAXIMIZED):
+        return "maximize"
+    return None
+
+
+def check_direction(spec: StudySpec) -> None:
+    """A new study's direction must agree with its metric's (stored studies keep what they were created with).
+
+    Raises:
+        UsageError: e.g. maximizing a loss.
+    """
+    natural = metric_direction(spec.metric)
+    if natural is not None and natural != spec.direction:
+        raise UsageError(f"metric {spec.metric!r} is to be {natural[:-1]}ed, but the direction is "
+                         f"{spec.direction}; pass --direction {natural} or leave --direction out")
 
 
 def check_study_name(name: str) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from hpsearch.errors import TrialFailed
 from hpsearch.models import TrainingConfig
+from hpsearch.search.precise_bn import DEFAULT_SAMPLES, PreciseBatchNorm
 
 if TYPE_CHECKING:
     from hpsearch.datasets import Dataset
@@ -32,6 +33,7 @@ class FitResult:
     parameters: int
     y_pred: np.ndarray = field(repr=False)
     test_seconds: float | None = None  # None: the test set was not evaluated
+    precise_bn_seconds: list[float] = field(default_factory=list)  # each BatchNorm recompute, in order
 
 
 def metric_mode(metric: str) -> str:
@@ -53,16 +55,28 @@ def standard_callbacks(config: TrainingConfig, monitor: str = "val_accuracy") ->
 
 def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
                      callbacks: Sequence[keras.callbacks.Callback] = (), monitor: str = "val_accuracy",
-                     verbose: int | str = 0, skip_test: Callable[[], bool] | None = None) -> FitResult:
+                     verbose: int | str = 0, skip_test: Callable[[], bool] | None = None,
+                     precise_bn_samples: int = DEFAULT_SAMPLES) -> FitResult:
     """Trains on the training split, validates every epoch, restores the best weights, evaluates on test.
 
     `skip_test()` is asked after training: True leaves the test set alone (a pruned trial's model is thrown
     away; its test accuracy is NaN and `y_pred` empty).
 
+    Before each validation the BatchNormalization layers' moving statistics are recomputed from the current
+    weights over at most `precise_bn_samples` training images (see `search/precise_bn.py`): the moving averages
+    trail the weights, and a short trial would otherwise be judged, pruned or kept on statistics of weights it
+    no longer has. When a sixteenth of the training set is fewer, that many images are used (at least 128), so
+    a recompute stays near 3% of an epoch. 0 turns this off; a model without BatchNormalization runs nothing
+    extra.
+
     Raises:
         TrialFailed: the loss became NaN or infinite (the run diverged).
     """
-    all_callbacks = standard_callbacks(config, monitor) + list(callbacks)
+    # First in the list, so every other callback's on_epoch_end (EarlyStopping's best-weights snapshot, the
+    # pruner's report) sees statistics that match the weights.
+    precise_bn = PreciseBatchNorm(data.x_train, samples=precise_bn_samples) if precise_bn_samples else None
+    first = [precise_bn] if precise_bn is not None else []
+    all_callbacks = first + standard_callbacks(config, monitor) + list(callbacks)
     start = time.perf_counter()
     history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
                         validation_data=(data.x_val, data.y_val), callbacks=all_callbacks, verbose=verbose)
@@ -73,12 +87,18 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
         bad = next((i for i, v in enumerate(losses, 1) if not math.isfinite(v)), len(losses))
         raise TrialFailed(f"training diverged: the loss became NaN/inf in epoch {bad}; lower the learning rate "
                           "or narrow its range")
+    if precise_bn is not None:
+        # EarlyStopping restores a snapshot taken after a recompute, and fit validates after every epoch's last
+        # step, so this is a guard: weights trained past the last validation (a change of the fit loop) would
+        # otherwise be tested and saved with statistics of older weights.
+        precise_bn.recompute_if_stale()
     epochs_run = len(losses)
     val_key = "val_accuracy" if "val_accuracy" in logs else monitor
     val_acc = max(logs.get(val_key, [float("nan")]))
     base = dict(history=logs, epochs_run=epochs_run, train_seconds=seconds,
                 images_per_second=epochs_run * len(data.x_train) / seconds if seconds > 0 else 0.0,
-                val_accuracy=val_acc, parameters=int(model.count_params()))
+                val_accuracy=val_acc, parameters=int(model.count_params()),
+                precise_bn_seconds=list(precise_bn.seconds) if precise_bn is not None else [])
     if skip_test is not None and skip_test():
         return FitResult(**base, test_accuracy=float("nan"), test_loss=float("nan"),
                          y_pred=np.empty(0, dtype=np.int64))

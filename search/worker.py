@@ -33,6 +33,12 @@ IDLE_POLL_SECONDS = 2.0
 THREADS_ENV = "HPSEARCH_THREADS"
 _RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
 WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for each worker it starts
+PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
+_PR_SET_PDEATHSIG = 1
+
+
+class StudyStopped(HpsearchError):
+    """The study's circuit breaker tripped: its trials keep failing the same way."""
 
 
 def available_cores() -> int:
@@ -68,14 +74,44 @@ def configure_threads(threads: int | None) -> None:
 def _interrupt_once(_signum: int, _frame: object) -> None:
     """Ctrl-C reaches a worker twice (the terminal's process group, then the launcher passing it on): the first
     stops the trial, later ones are ignored so they cannot cut short the write that records it FAIL."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    _set_parent_death_signal(signal.SIGKILL)  # SIGTERM is ignored from now on: a dead launcher must still end us
     raise KeyboardInterrupt
 
 
 def stop_cleanly_on_ctrl_c() -> None:
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    """Ctrl-C, SIGTERM (docker stop, kill, a pod's end) and SIGHUP (the terminal closed) all stop the running
+    trial the same way: it is recorded FAIL and the study stays resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt_once)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _interrupt_once)
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    """Asks Linux to send `signum` when the parent process dies (prctl PR_SET_PDEATHSIG); False elsewhere."""
+    if not sys.platform.startswith("linux") or not os.environ.get(PARENT_PID_ENV):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_launcher() -> None:
+    """A worker started by `hpsearch run` stops (as on SIGTERM) when the launcher dies, even by `kill -9`:
+    no worker is ever left training for a launcher that is gone (Linux only; elsewhere a no-op)."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not _set_parent_death_signal(signal.SIGTERM):
+        return
+    if str(os.getppid()) != parent:  # the launcher died before the request took effect
+        raise KeyboardInterrupt
 
 
 def sampler_seed_offset() -> int:
@@ -142,6 +178,7 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     """
     configure_threads(threads or (int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None))
     stop_cleanly_on_ctrl_c()
+    die_with_launcher()
     from hpsearch.search.objective import Objective
     from hpsearch.storage import (
         DEFAULT_GRACE_PERIOD,
@@ -158,10 +195,11 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     study, spec = open_study(study_name, storage)
     objective = Objective(spec, open_artifact_store(artifact_dir(url, artifacts)))
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
+    from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback
 
     ran = run_trials(study, spec.trials, objective, _deadline(study, spec), recycle,
-                     on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec)])
+                     on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec), breaker.callback])
     return ran_before + ran
 
 
@@ -177,6 +215,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     import optuna
     from optuna.trial import TrialState
 
+    from hpsearch.search.breaker import describe, stop_reason
     from hpsearch.search.budget import check_budget, count_trials, remaining_budget
     from hpsearch.storage import STORAGE_ERRORS
     from hpsearch.storage.locks import StudyLock
@@ -196,6 +235,9 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
                 logger.info("study timeout reached")
                 break
             try:
+                stopped = stop_reason(study)
+                if stopped:
+                    raise StudyStopped(describe(stopped, study.study_name))
                 lock.acquire()
                 if remaining_budget(study, budget) == 0 and not count_trials(study, (TrialState.WAITING,)):
                     lock.release()

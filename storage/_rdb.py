@@ -1,16 +1,24 @@
+"""Opening the study database: read-write for `run` and workers (WAL, indexes, heartbeats), read-only for the
+commands that only look (`status`, `best`, `trials`, ...), and one translation of database errors into messages."""
+
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import os
+import re
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.storage._urls import mask_url, resolve_url, sqlite_path
+from hpsearch.storage._urls import STORAGE_ENV, check_shareable, mask_url, redact, resolve_url, sqlite_path
 
 if TYPE_CHECKING:
     import optuna
+
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
     import optuna.exceptions
@@ -27,14 +35,153 @@ DEFAULT_HEARTBEAT_INTERVAL = 60
 DEFAULT_GRACE_PERIOD = 300
 SQLITE_TIMEOUT_SECONDS = 60
 MAX_RETRY = 1
+# SQLite's words for a file that is not (or no longer) a database: another file, or a truncated copy.
+_NOT_SQLITE = ("file is not a database", "database disk image is malformed")
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def engine_kwargs(url: str, read_only: bool = False) -> dict[str, Any]:
+    """SQLAlchemy `create_engine` options for the study database.
+
+    Read-only opens a SQLite file with `mode=ro` (never creates it, never changes its journal mode; a WAL
+    database is read too) and starts every PostgreSQL transaction read-only.
+    """
     if url.startswith("sqlite"):
+        db = sqlite_path(url)
+        if read_only and db is not None:
+            # Through a creator, not a `file:PATH?mode=ro&uri=true` URL: SQLAlchemy decodes %XX in that URL, so a
+            # path holding '?', '#' or '%' would lose `mode=ro` and SQLite would create another file.
+            uri = f"file:{urllib.parse.quote(str(db.resolve()))}?mode=ro"
+            return {"creator": functools.partial(_connect_read_only, uri)}
         # Several local workers write the same file: wait for the lock instead of failing at once.
         return {"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
     # Survive a restarted server or a dropped connection by reconnecting; keep each worker's pool small.
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 1800}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 1800}
+    if read_only and url.startswith("postgresql"):
+        from sqlalchemy.engine import make_url
+
+        options = make_url(url).query.get("options") or ""
+        options = options if isinstance(options, str) else " ".join(options)
+        kwargs["connect_args"] = {"options": f"{options} -c default_transaction_read_only=on".strip()}
+    return kwargs
+
+
+def _connect_read_only(uri: str) -> Any:
+    """A `mode=ro` connection; a WAL database whose directory we cannot write is opened `immutable`.
+
+    Reading a WAL database needs its `-shm` file. When no writer has it open, that file does not exist and a
+    read-only directory (a read-only mount, another user's files) forbids creating it: SQLite answers
+    SQLITE_READONLY_DIRECTORY. No writer means nothing changes while we read, so `immutable=1` is then safe.
+    """
+    import sqlite3
+
+    connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_SECONDS, check_same_thread=False)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return connection
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_DIRECTORY" and "readonly" not in str(exc):
+            raise
+    except BaseException:
+        connection.close()
+        raise
+    return sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=SQLITE_TIMEOUT_SECONDS, check_same_thread=False)
+
+
+def check_sqlite_file(url: str, must_exist: bool) -> Path | None:
+    """The SQLite file of `url` (None for other databases) once it can be opened as one.
+
+    Args:
+        url: a resolved storage URL.
+        must_exist: True for read-only commands, which must never create a database.
+
+    Raises:
+        UsageError: the path is a directory, the file is missing (`must_exist`), or its directory is missing.
+    """
+    db = sqlite_path(url)
+    if db is None:
+        return None
+    shown = os.path.abspath(db)
+    if db.is_dir():
+        raise UsageError(f"{shown} is a directory, not a SQLite file; point --storage at a study database, e.g. "
+                         f"sqlite:///{db / 'hpsearch.db'}")
+    if must_exist and not db.exists():
+        raise UsageError(f"no study database at {shown}; check --storage / ${STORAGE_ENV}, or create a study with "
+                         "`hpsearch run`")
+    if db.exists() and not db.is_file():
+        raise UsageError(f"{shown} is not a regular file, so not a SQLite database; point --storage at a study "
+                         "database")
+    if not db.resolve().parent.is_dir():
+        raise UsageError(f"the directory of SQLite file {db} does not exist; create it or pass another --storage")
+    return db
+
+
+def database_error(exc: BaseException, url: str, doing: str = "connect to") -> HpsearchError:
+    """One line for a database error: what is wrong with the storage and what to do, password masked.
+
+    Args:
+        exc: a SQLAlchemy error, or Optuna's `StorageInternalError` that wraps one.
+        url: the storage URL (printed masked).
+        doing: what failed, for an outage: "connect to", "query", "read".
+
+    Returns:
+        A `UsageError` (exit 2) for a problem the user fixes (a file that is not SQLite, a PostgreSQL database
+        that does not exist, a database without studies), else an `HpsearchError` (exit 1) quoting the reason.
+    """
+    cause: BaseException | None = exc
+    while cause is not None and getattr(cause, "orig", None) is None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    orig = getattr(cause, "orig", None) or cause or exc
+    text = str(orig).strip()
+    reason = redact(text.splitlines()[0]) if text else type(orig).__name__
+    shown = mask_url(url)
+    db = sqlite_path(url)
+    if db is not None and any(words in text for words in _NOT_SQLITE):
+        return UsageError(f"{os.path.abspath(db)} is not a SQLite database ({reason}); point --storage at a study "
+                          "database or move the file away")
+    missing = re.search(r'database "([^"]+)" does not exist', text)
+    if missing:
+        return UsageError(f'database "{missing[1]}" does not exist on the PostgreSQL server of {shown}; create it '
+                          f"with `{_createdb(url, missing[1])}` or fix the database name in the URL")
+    if "no such table" in text or re.search(r'relation "[^"]+" does not exist', text):
+        return UsageError(f"storage {shown} holds no studies yet (run `hpsearch run` first)")
+    if db is not None and "unable to open database file" in text:
+        return UsageError(f"cannot open SQLite file {os.path.abspath(db)} ({reason}); check the path and its "
+                          "permissions")
+    return HpsearchError(f"cannot {doing} storage {shown}: {reason}")
+
+
+def _createdb(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # only a hint: an unparsable URL gets the bare command
+        return f"createdb {name}"
+    flags = [f"-{flag} {value}" for flag, value in (("h", parsed.host), ("p", parsed.port), ("U", parsed.username))
+             if value]
+    return " ".join(["createdb", *flags, name])
+
+
+@contextlib.contextmanager
+def storage_errors_as_messages(url: str, doing: str = "read") -> Iterator[None]:
+    """Turns a database error raised inside the block into one line naming the problem and the fix.
+
+    Raises:
+        HpsearchError: see `database_error`.
+    """
+    import optuna.exceptions
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+        raise database_error(exc, url, doing) from None
+
+
+def _malformed(url: str, exc: BaseException) -> UsageError:
+    return UsageError(f"storage URL {mask_url(url)} is malformed or names an unknown driver ({type(exc).__name__}); "
+                      "expected sqlite:///FILE or postgresql+psycopg://USER:PASSWORD@HOST:5432/DB")
 
 
 def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
@@ -52,35 +199,83 @@ def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
 
 def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL,
                  grace_period: int | None = DEFAULT_GRACE_PERIOD, retry: bool = True) -> optuna.storages.RDBStorage:
-    """Opens the study database with heartbeats and one retry of trials whose worker died.
+    """Opens the study database for writing (creating it if needed), with heartbeats and one retry of trials whose
+    worker died; a SQLite file is switched to WAL and the query indexes are added.
 
     Raises:
-        UsageError: the URL is malformed or names an unknown driver.
+        UsageError: the URL is malformed, names an unknown driver or an in-memory database, the SQLite path is a
+            directory or not a SQLite database, or the PostgreSQL database does not exist.
         HpsearchError: the database cannot be reached or has an incompatible schema.
     """
     import optuna
     import sqlalchemy.exc
 
     url = resolve_url(url)
-    db = sqlite_path(url)
-    if db is not None and not db.resolve().parent.is_dir():
-        raise UsageError(f"the directory of SQLite file {db} does not exist; create it or pass another --storage")
+    check_shareable(url)
+    db = check_sqlite_file(url, must_exist=False)
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if retry else None
     try:
         storage = _create_rdb_storage(url, callback, heartbeat_interval, grace_period)
+        if db is not None:
+            _enable_wal(storage)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        raise UsageError(f"storage URL {mask_url(url)} is malformed or names an unknown driver ({type(exc).__name__});"
-                         " expected sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB") from None
-    except sqlalchemy.exc.OperationalError as exc:
-        reason = str(exc.orig).replace(url, mask_url(url)).splitlines()[0] if exc.orig else "unreachable"
-        raise HpsearchError(f"cannot connect to storage {mask_url(url)}: {reason}") from None
+        raise _malformed(url, exc) from None
+    except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+        raise database_error(exc, url) from None
     except RuntimeError as exc:  # Optuna's schema version check
-        raise HpsearchError(f"storage {mask_url(url)}: {exc} Upgrade it with: optuna storage upgrade "
-                            f"--storage '{mask_url(url)}'") from None
-    if db is not None:
-        _enable_wal(storage)
+        raise _schema_error(url, exc) from None
     _ensure_indexes(storage)
     return storage
+
+
+def open_storage_read_only(url: str | None = None) -> optuna.storages.RDBStorage:
+    """Opens an existing study database for reading only: no file, table, index or journal-mode change, no
+    heartbeat, no retry callback (see `engine_kwargs` for how SQLite and PostgreSQL are kept read-only).
+
+    Raises:
+        UsageError: the URL is malformed or in-memory, the SQLite file is missing, a directory or not a SQLite
+            database, the PostgreSQL database does not exist, or it holds no studies yet.
+        HpsearchError: the database cannot be reached or has an incompatible schema.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    url = resolve_url(url)
+    check_shareable(url)
+    check_sqlite_file(url, must_exist=True)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url, read_only=True),
+                                          skip_table_creation=True)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        raise _malformed(url, exc) from None
+    except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+        raise database_error(exc, url) from None
+    except RuntimeError as exc:
+        raise _schema_error(url, exc) from None
+
+
+def load_study_read_only(study_name: str, url: str | None = None) -> optuna.Study:
+    """A study loaded from a read-only storage (`open_storage_read_only`), for commands that only look at it.
+
+    Raises:
+        UsageError: the study does not exist (the message lists those that do), or see `open_storage_read_only`.
+    """
+    import optuna
+
+    url = resolve_url(url)
+    storage = open_storage_read_only(url)
+    with storage_errors_as_messages(url):
+        try:
+            return optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+            raise UsageError(f"study {study_name!r} does not exist; existing studies: "
+                             f"{', '.join(names) or '(none)'}") from None
+
+
+def _schema_error(url: str, exc: RuntimeError) -> HpsearchError:
+    return HpsearchError(f"storage {mask_url(url)}: {redact(str(exc))} Upgrade it with: optuna storage upgrade "
+                         f"--storage '{mask_url(url)}'")
 
 
 def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None, grace_period: int | None
@@ -100,7 +295,7 @@ def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None,
         try:
             with _creation_lock(db):
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_interval,
+                    url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period, heartbeat_stale_trial_callback=callback if heartbeat_interval else None)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError) or "exist" in str(exc) \

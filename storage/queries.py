@@ -7,12 +7,14 @@ handful of indexed queries whatever the study's size; only the rows shown are de
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.storage._urls import mask_url, resolve_url
+from hpsearch.storage._rdb import _malformed, check_sqlite_file, database_error, engine_kwargs
+from hpsearch.storage._urls import check_shareable, redact, resolve_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -41,22 +43,27 @@ class TrialRow:
                 "params": self.params, "user_attrs": self.user_attrs}
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """A SQLAlchemy engine on the study database (read side; no Optuna start-up cost).
+def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
+    """A SQLAlchemy engine on the study database (no Optuna start-up cost).
+
+    Args:
+        url: the storage URL (default: `resolve_url`).
+        read_only: never create a SQLite file, never write (the commands that only look at studies).
 
     Raises:
-        UsageError: the URL is malformed or names an unknown driver.
+        UsageError: the URL is malformed, names an unknown driver or an in-memory database, or the SQLite path is
+            a directory (or, `read_only`, does not exist).
     """
     import sqlalchemy
     import sqlalchemy.exc
 
     url = resolve_url(url)
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    check_shareable(url)
+    check_sqlite_file(url, must_exist=read_only)
     try:
-        return sqlalchemy.create_engine(url, **kwargs)
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError):
-        raise UsageError(f"storage URL {mask_url(url)} is malformed or names an unknown driver; expected "
-                         "sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB") from None
+        return sqlalchemy.create_engine(url, **engine_kwargs(url, read_only=read_only))
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        raise _malformed(url, exc) from None
 
 
 def ensure_indexes(engine: Engine) -> None:
@@ -78,17 +85,22 @@ def _execute(engine: Engine, sql: str, **params: Any) -> list[Any]:
     try:
         with engine.connect() as connection:
             return list(connection.execute(statement, params))
-    except sqlalchemy.exc.OperationalError as exc:
-        url = mask_url(engine.url.render_as_string(hide_password=False))
-        reason = str(exc.orig).splitlines()[0] if exc.orig else "unreachable"
-        if "no such table" in reason or "does not exist" in reason:
-            raise UsageError(f"storage {url} holds no studies yet (run `hpsearch run` first)") from None
-        raise HpsearchError(f"cannot query storage {url}: {reason}") from None
-    except sqlalchemy.exc.ProgrammingError as exc:
-        if "does not exist" in str(exc.orig):
-            raise UsageError(f"storage {mask_url(str(engine.url))} holds no studies yet (run `hpsearch run` "
-                             "first)") from None
-        raise
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise database_error(exc, engine.url.render_as_string(hide_password=False), "query") from None
+
+
+def _warn(message: str) -> None:
+    """A value that cannot be decoded is left out, and said so on stderr: the rest of the answer still holds."""
+    print(redact(f"hpsearch: warning: {message}"), file=sys.stderr)
+
+
+def _loads(value_json: str, what: str) -> tuple[bool, Any]:
+    """(True, value) for valid JSON, else (False, None) after a warning naming `what`."""
+    try:
+        return True, json.loads(value_json)
+    except (TypeError, ValueError):
+        _warn(f"{what} is not valid JSON ({str(value_json)[:40]!r}); left out. Was the table edited by hand?")
+        return False, None
 
 
 def study_names(engine: Engine) -> list[str]:
@@ -115,8 +127,14 @@ def _decode_params(rows: Iterable[Any]) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     cache: dict[str, Any] = {}
     for trial_id, name, value, dist_json in rows:
-        dist = cache.get(dist_json) or cache.setdefault(dist_json, json_to_distribution(dist_json))
-        out.setdefault(trial_id, {})[name] = dist.to_external_repr(value)
+        try:
+            dist = cache.get(dist_json) or cache.setdefault(dist_json, json_to_distribution(dist_json))
+            external = dist.to_external_repr(value)
+        except (TypeError, ValueError, KeyError, IndexError):
+            _warn(f"parameter {name!r} of trial id {trial_id} has a distribution or value Optuna cannot decode; "
+                  "left out. Was the table edited by hand?")
+            continue
+        out.setdefault(trial_id, {})[name] = external
     return out
 
 
@@ -130,7 +148,9 @@ def _details(engine: Engine, trial_ids: Sequence[int]) -> tuple[dict[int, dict[s
     for trial_id, key, value_json in _execute(
             engine, "SELECT trial_id, key, value_json FROM trial_user_attributes WHERE trial_id IN :ids "
                     "ORDER BY trial_user_attribute_id", ids=list(trial_ids)):
-        attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+        ok, value = _loads(value_json, f"user attribute {key!r} of trial id {trial_id}")
+        if ok:
+            attrs.setdefault(trial_id, {})[key] = value
     return params, attrs
 
 
@@ -234,7 +254,13 @@ def state_counts(engine: Engine, study: str | None = None) -> dict[str, dict[str
 
 
 def study_attrs(engine: Engine, key: str) -> dict[str, Any]:
-    """One study user attribute (e.g. the hpsearch spec) for every study."""
-    return {name: json.loads(value) for name, value in _execute(
-        engine, "SELECT s.study_name, a.value_json FROM studies s JOIN study_user_attributes a "
-                "ON a.study_id = s.study_id WHERE a.key = :key", key=key)}
+    """One study user attribute (e.g. the hpsearch spec) for every study; a value that is not JSON is left out
+    with a warning on stderr."""
+    out: dict[str, Any] = {}
+    for name, value_json in _execute(
+            engine, "SELECT s.study_name, a.value_json FROM studies s JOIN study_user_attributes a "
+                    "ON a.study_id = s.study_id WHERE a.key = :key", key=key):
+        ok, value = _loads(value_json, f"attribute {key!r} of study {name!r}")
+        if ok:
+            out[name] = value
+    return out

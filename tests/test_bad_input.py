@@ -17,12 +17,12 @@ def run(tmp_path: Path, *args: str):
     (["--study", "s", "--model", "vgg"], "unknown model 'vgg'; valid models are: resnet4, resnet-blocks, cnn"),
     (["--study", "s", "--model", "cnn", "--dataset", "cifar"], "unknown dataset 'cifar'; valid datasets are: mnist"),
     (["--study", "s", "--model", "cnn", "--sampler", "anneal"], "unknown sampler 'anneal'; valid samplers are: tpe"),
-    (["--study", "s", "--model", "cnn", "--pruner", "wilcoxon"], "valid pruners are: hyperband, median"),
+    (["--study", "s", "--model", "cnn", "--pruner", "wilcoxon"], "valid pruners are: successive-halving, hyperband"),
     (["--study", "s", "--model", "cnn", "--trials", "0"], "trials must be an integer >= 1"),
     (["--study", "s", "--model", "cnn", "--trials", "-3"], "trials must be an integer >= 1"),
     (["--study", "x" * 513, "--model", "cnn"], "513 characters long"),
     (["--study", "../../etc/passwd", "--model", "cnn"], "characters that are not allowed"),
-    (["--study", "s"], "model must be given"),
+    (["--study", "s"], "to create it give --model"),
     (["--study", "s", "--model", "cnn", "--threads", "0"], "--threads must be at least 1"),
 ])
 def test_usage_errors(tmp_path: Path, flags: list[str], expected: str) -> None:

@@ -151,3 +151,21 @@ def test_parallel_workers_sample_different_configurations(tmp_path, monkeypatch)
         drawn.setdefault(index, []).append(study.sampler.sample_independent(study, study.ask(), "x", space["x"]))
     assert drawn["0"][0] == drawn["0"][1]  # the same worker number draws the same: reproducible
     assert drawn["0"][0] != drawn["1"][0]  # another worker draws something else
+
+
+def test_log_sampling_with_a_step_offers_keras_tuners_values_and_reverse_log_is_refused() -> None:
+    """KerasTuner multiplies by the step under log sampling; Optuna draws exactly those values."""
+    kt = keras_tuner.HyperParameters()
+    kt.Int("units", 32, 512, step=2, sampling="log")
+    kt.Float("lr", 1e-4, 1e-2, step=10, sampling="log")
+    kt_values = ({kt.space[0].random_sample(s) for s in range(200)}, {kt.space[1].random_sample(s) for s in range(200)})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: tuple[set, set] = (set(), set())
+    for _ in range(60):
+        hp = OptunaHyperParameters(study.ask())
+        seen[0].add(hp.Int("units", 32, 512, step=2, sampling="log"))
+        seen[1].add(hp.Float("lr", 1e-4, 1e-2, step=10, sampling="log"))
+    assert seen[0] == kt_values[0] == {32, 64, 128, 256, 512}
+    assert seen[1] == kt_values[1] == {1e-4, 1e-3, 1e-2}
+    with pytest.raises(UsageError, match="reverse_log"):
+        OptunaHyperParameters(study.ask()).Float("x", 0.1, 0.9, sampling="reverse_log")

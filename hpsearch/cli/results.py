@@ -1,0 +1,229 @@
+"""`hpsearch best`, `trials`, `status`, `studies` and `leaderboard`: read-only views of the studies in a storage.
+
+They read through read-only connections and import neither TensorFlow nor a sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.cli._common import STORAGE_HELP, add_command, make_console, print_output
+from hpsearch.errors import HpsearchError, UsageError
+
+if TYPE_CHECKING:
+    from hpsearch.cli._common import Subparsers
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+# -------------------------------------------------------------------------------------------------------- best
+def register_best(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "best", cmd_best, "print the best trial's value, params and attributes",
+                    "  hpsearch best --study cnn-mnist\n  hpsearch best --study cnn-mnist --format json")
+    p.add_argument("--study", "--study-name", dest="study", required=True)
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--format", choices=("table", "json", "yaml"), default="table")
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from hpsearch.storage.queries import best, make_engine
+
+    result = best(make_engine(args.storage, read_only=True), args.study)
+    if args.format in ("json", "yaml"):
+        print_output(result, args.format)
+        return 0
+    from rich.table import Table
+
+    attrs = result["user_attrs"]
+    console = make_console()
+    console.print(f"study {args.study}: best trial {result['trial']}, value {result['value']:.6g}", markup=False)
+    table = Table()
+    table.add_column("param")
+    table.add_column("value")
+    for key, value in result["params"].items():
+        table.add_row(key, str(value))
+    for key in ("val_accuracy", "test_accuracy", "parameters", "epochs_run", "train_seconds"):
+        if key in attrs:
+            table.add_row(f"[dim]{key}[/]", str(attrs[key]))
+    print_output(table, args.format, console)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ trials
+def register_trials(subparsers: Subparsers) -> None:
+    p = add_command(
+        subparsers, "trials", cmd_trials, "list a study's trials, best first (or by number or duration)",
+        "  hpsearch trials --study cnn-mnist --sort value --limit 10\n"
+        "  hpsearch trials --study cnn-mnist --sort number --state pruned,fail --format csv > trials.csv")
+    p.add_argument("--study", "--study-name", dest="study", required=True)
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--sort", default="value", help="value (best first, default), number or duration")
+    p.add_argument("--limit", type=int, default=10, help="how many trials (default 10)")
+    p.add_argument("--state", help="comma-separated states (default: complete when sorting by value, else all)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    from hpsearch.storage.queries import make_engine, top_trials
+
+    states = args.state.split(",") if args.state else None
+    rows = top_trials(make_engine(args.storage, read_only=True), args.study, args.limit, args.sort, states)
+    if args.format == "json":
+        print_output([r.as_dict() for r in rows], args.format)
+        return 0
+    names = list(dict.fromkeys(k for r in rows for k in r.params))
+    if args.format == "csv":
+        lines = [["trial", "state", "value", "duration_seconds", "test_accuracy", *names]]
+        lines += ([r.trial, r.state, r.value, r.duration, r.user_attrs.get("test_accuracy"),
+                   *(r.params.get(n, "") for n in names)] for r in rows)
+        print_output(lines, args.format)
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"study {args.study}: {len(rows)} trial(s) by {args.sort}", title_justify="left")
+    for column in ("trial", "state", "value", "test acc", "seconds", *names):
+        table.add_column(column)
+    for r in rows:
+        test = r.user_attrs.get("test_accuracy")
+        table.add_row(str(r.trial), r.state.lower(), f"{r.value:.4f}" if r.value is not None else "-",
+                      f"{test:.4f}" if test is not None else "-", f"{r.duration:.0f}" if r.duration else "-",
+                      *(_short(r.params.get(n, "")) for n in names))
+    print_output(table, args.format)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ status
+def register_status(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "status", cmd_status,
+                    "a study's progress: counts per state, best so far, running trials, ETA",
+                    "  hpsearch status --study cnn-mnist\n  hpsearch status --study cnn-mnist --format json")
+    p.add_argument("--study", "--study-name", dest="study", required=True)
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+    import types
+
+    from hpsearch.search.launcher import measure
+    from hpsearch.search.spec import SPEC_ATTR, StudySpec, check_study_name
+    from hpsearch.storage import load_study_read_only, resolve_url, storage_errors_as_messages
+
+    url = resolve_url(args.storage)
+    check_study_name(args.study)
+    study = load_study_read_only(args.study, url)  # no sampler, nothing written, no TensorFlow
+    with storage_errors_as_messages(url):
+        try:
+            attrs = study.user_attrs
+            stored = attrs.get(SPEC_ATTR)
+            if not isinstance(stored, dict) or not stored.get("model"):
+                raise UsageError(f"study {args.study!r} was not created by hpsearch (it has no spec); create it "
+                                 "with `hpsearch run` or `hpsearch create`")
+            # The spec as validated when the study was created. Not `StudySpec.from_dict`: validating the model
+            # name imports the model registry, i.e. Keras and TensorFlow, seconds a read-only command must not spend.
+            defaults = {f.name: f.default for f in dataclasses.fields(StudySpec)
+                        if f.default is not dataclasses.MISSING}
+            spec = types.SimpleNamespace(**{**defaults, **stored})
+            p = measure(study, spec, 1)
+        except json.JSONDecodeError:
+            raise HpsearchError(f"study {args.study!r} holds an attribute that is not valid JSON (was the table edited "
+                                f"by hand?); `hpsearch trials --study {args.study}` shows what can be read") from None
+    workers = max(1, len({r["worker"] for r in p.running_trials}))
+    if p.eta_seconds is not None:
+        p.eta_seconds /= workers  # the trials still to run are shared by the workers running now
+    started = attrs.get("hpsearch_started_at")
+    data = {"study": args.study, "model": spec.model, "dataset": spec.dataset, "budget": spec.trials,
+            "complete": p.complete, "pruned": p.pruned, "failed": p.failed, "running": p.running, "waiting": p.waiting,
+            "best_value": p.best_value, "best_trial": p.best_trial, "eta_seconds": p.eta_seconds,
+            "running_trials": p.running_trials}
+    from hpsearch.search.breaker import STOP_ATTR, describe
+
+    stopped = attrs.get(STOP_ATTR)
+    if isinstance(stopped, dict) and stopped.get("reason"):
+        data["stopped"] = describe(stopped, args.study)
+    if args.format == "json":
+        print_output(data, args.format)
+        return 0
+    if "stopped" in data:
+        print(data["stopped"])
+    from hpsearch.search.launcher import render
+
+    print_output(render(spec, p, time.time() - float(started) if started else 0.0), args.format)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------- studies
+def register_studies(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "studies", cmd_studies,
+                    "every study in the storage: model, dataset, trials, best value",
+                    "  hpsearch studies\n  hpsearch studies --format json")
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from hpsearch.search.spec import SPEC_ATTR
+    from hpsearch.storage.queries import leaderboard, make_engine, state_counts, study_attrs
+
+    engine = make_engine(args.storage, read_only=True)
+    counts = state_counts(engine)
+    specs = study_attrs(engine, SPEC_ATTR)
+    best = {r["study"]: r for r in leaderboard(engine)}
+    rows = []
+    for name, c in counts.items():
+        spec = specs.get(name)
+        spec = spec if isinstance(spec, dict) else {}  # a study not made by hpsearch, or an attribute edited by hand
+        rows.append({"study": name, "model": spec.get("model"), "dataset": spec.get("dataset"),
+                     "budget": spec.get("trials"), "trials": c, "best_value": best.get(name, {}).get("value"),
+                     "test_accuracy": best.get(name, {}).get("test_accuracy")})
+    if args.format == "json":
+        print_output(rows, args.format)
+        return 0
+    from rich.table import Table
+
+    table = Table(title="studies", title_justify="left")
+    for column in ("study", "model", "dataset", "done/budget", "pruned", "failed", "running", "best", "test acc"):
+        table.add_column(column)
+    for r in rows:
+        c = r["trials"]
+        table.add_row(r["study"], str(r["model"] or "-"), str(r["dataset"] or "-"),
+                      f"{c['complete'] + c['pruned']}/{r['budget'] or '?'}", str(c["pruned"]), str(c["fail"]),
+                      str(c["running"]), f"{r['best_value']:.4f}" if r["best_value"] is not None else "-",
+                      f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "-")
+    print_output(table, args.format)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- leaderboard
+def register_leaderboard(subparsers: Subparsers) -> None:
+    p = add_command(
+        subparsers, "leaderboard", cmd_leaderboard, "the best trial of every study in the storage",
+        "  hpsearch leaderboard\n  hpsearch leaderboard --storage postgresql+psycopg://hp@db/hp --format json")
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from hpsearch.storage.queries import leaderboard, make_engine
+
+    rows = leaderboard(make_engine(args.storage, read_only=True))
+    if args.format == "json":
+        print_output(rows, args.format)
+        return 0
+    from rich.table import Table
+
+    table = Table(title="best trial of every study", title_justify="left")
+    for column in ("study", "best value", "test acc", "trial", "complete", "params"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        test = r["test_accuracy"]
+        table.add_row(r["study"], f"{r['value']:.4f}", f"{test:.4f}" if test is not None else "-", str(r["trial"]),
+                      str(r["complete"]), ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items()))
+    print_output(table, args.format)
+    return 0

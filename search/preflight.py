@@ -1,0 +1,206 @@
+"""Checks a study spec against its builder and data before the study exists, so bad input stops at the door.
+
+Without them a typo in `--set` or the metric is found by every trial in turn: each fails (or trains fully, then
+fails), failed trials do not use the budget, and the study never ends. Here each is one message and exit 2:
+
+- every fixed value (`--set`, `fixed:`) names a hyperparameter of the builder and lies in its space (type, range,
+  step, choices), cast where that loses nothing (5 -> 5.0);
+- training values (epochs, batch size, patience, ...) are in their own ranges;
+- the data loads with the requested sizes;
+- the model builds with the fixed values and one batch trains and validates, and the objective metric is among
+  the logs that produces (a dry run of a few seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.errors import UsageError
+
+if TYPE_CHECKING:
+    from keras_tuner.engine.hyperparameters import HyperParameter
+
+    from hpsearch.datasets import Dataset
+    from hpsearch.search.spec import StudySpec
+
+DRY_RUN_IMAGES = 16
+
+# Training values are not searched from the builder's ranges: any positive value is a valid choice.
+_TRAINING_RULES: dict[str, tuple[type, float, float]] = {
+    "epochs": (int, 1, 10_000), "batch_size": (int, 1, 1_000_000), "patience": (int, 0, 10_000),
+    "lr_patience": (int, 0, 10_000), "lr_factor": (float, 1e-6, 0.999999),
+}
+
+
+@dataclass
+class Checked:
+    """What the checks produced: the spec with cast fixed values, the data and the builder's defaults."""
+
+    spec: StudySpec
+    data: Dataset
+    defaults: dict[str, Any]  # the builder's published configuration, fixed values left out
+    space: dict[str, HyperParameter]  # every hyperparameter the builder declares (fixed ones included)
+
+
+def check_spec(spec: StudySpec, dry_run: bool = True, data: Dataset | None = None, builder: Any = None) -> Checked:
+    """Validates `spec` against its builder and data; returns it with fixed values cast to their types.
+
+    `data` and `builder` stand in for the spec's dataset and model (the Python API's in-process search of arrays
+    and a notebook's own function).
+
+    Raises:
+        UsageError: a fixed value that is unknown or outside the space, data that cannot give the requested
+            split, a builder that fails on the fixed values, or a metric the model does not log.
+    """
+
+    from hpsearch.datasets import load_dataset
+    from hpsearch.models import get_builder
+    from hpsearch.search.spec import check_direction
+
+    check_direction(spec)
+    if data is None:
+        data = load_dataset(spec.dataset, spec.data_dir, spec.train_size, spec.validation_split, spec.seed)
+    if builder is None:
+        builder = get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)
+    fixed, space, published = check_fixed(builder, spec.fixed, spec.model)
+    spec = replace(spec, fixed={name: fixed[name] for name in spec.fixed})
+    for name in ("epochs", "batch_size"):
+        check_value(name, getattr(spec, name), space)
+    defaults = {k: v for k, v in published.items() if k not in spec.fixed_values()}
+    if dry_run:
+        _dry_run(spec, builder, data)
+    return Checked(spec, data, defaults, space)
+
+
+def check_fixed(builder: Any, values: dict[str, Any], model: str
+                ) -> tuple[dict[str, Any], dict[str, HyperParameter], dict[str, Any]]:
+    """Checks values to fix against the builder's space (conditional hyperparameters included).
+
+    Returns:
+        The values cast to their hyperparameters' types, the space by name, and the builder's defaults.
+
+    Raises:
+        UsageError: a name the builder does not declare, or a value outside its hyperparameter's space.
+    """
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    builder(hp)
+    published = dict(hp.values)
+    space = {p.name: p for p in hp.space}
+    fixed = {name: check_value(name, value, space) for name, value in values.items() if name in space
+             or name in _TRAINING_RULES}
+    unknown = [name for name in values if name not in fixed]
+    if unknown:  # a conditional hyperparameter may only appear once its parent takes the fixed value
+        hp = _values_hp(fixed)
+        builder(hp)
+        space.update({p.name: p for p in hp.space if p.name not in space})
+        for name in unknown:
+            if name not in space:
+                valid = sorted(set(space) | set(_TRAINING_RULES))
+                raise UsageError(f"--set {name}: {model} has no hyperparameter {name!r}; its hyperparameters "
+                                 f"are: {', '.join(valid)} (see `hpsearch models {model}`)")
+            fixed[name] = check_value(name, values[name], space)
+    return {name: fixed[name] for name in values}, space, published
+
+
+def _values_hp(values: dict[str, Any]) -> Any:
+    from hpsearch.search.adapter import values_hyperparameters
+
+    return values_hyperparameters(values)
+
+
+def check_value(name: str, value: Any, space: dict[str, HyperParameter]) -> Any:
+    """`value` for hyperparameter `name`, cast to its type when nothing is lost.
+
+    Raises:
+        UsageError: the value has the wrong type or lies outside the hyperparameter's range or choices.
+    """
+    if name in _TRAINING_RULES:
+        kind, low, high = _TRAINING_RULES[name]
+        cast = _as_int(value) if kind is int else _as_float(value)
+        if cast is None or not low <= cast <= high:
+            what = "an integer" if kind is int else "a number"
+            raise UsageError(f"--set {name}={value!r}: {name} must be {what} from {low:g} to {high:g}")
+        return cast
+    p = space[name]
+    kind = type(p).__name__
+    if kind == "Int":
+        cast = _as_int(value)
+        step = p.step or 1
+        if cast is None or not p.min_value <= cast <= p.max_value or (
+                p.sampling != "log" and (cast - p.min_value) % step):
+            grid = f" in steps of {step}" if step > 1 and p.sampling != "log" else ""
+            raise UsageError(f"--set {name}={value!r}: {name} must be an integer from {p.min_value} to "
+                             f"{p.max_value}{grid} (see `hpsearch models`)")
+        return cast
+    if kind == "Float":
+        cast = _as_float(value)
+        if cast is None or not p.min_value <= cast <= p.max_value or (
+                p.step and p.sampling != "log" and not _on_grid(cast, p.min_value, p.step)):
+            grid = f" in steps of {p.step:g}" if p.step and p.sampling != "log" else ""
+            raise UsageError(f"--set {name}={value!r}: {name} must be a number from {p.min_value:g} to "
+                             f"{p.max_value:g}{grid} (see `hpsearch models`)")
+        return cast
+    if kind == "Boolean":
+        if not isinstance(value, bool):
+            raise UsageError(f"--set {name}={value!r}: {name} must be true or false")
+        return value
+    choices = [p.value] if kind == "Fixed" else list(p.values)
+    for choice in choices:
+        if type(choice) is type(value) and choice == value:
+            return choice
+    for choice in choices:  # 5 for 5.0, 64.0 for 64: the same number in another type
+        if not isinstance(value, bool) and not isinstance(choice, bool) and isinstance(value, (int, float)) \
+                and isinstance(choice, (int, float)) and float(choice) == float(value):
+            return choice
+    raise UsageError(f"--set {name}={value!r}: {name} must be one of {', '.join(map(repr, choices))}")
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _on_grid(value: float, low: float, step: float) -> bool:
+    steps = (value - low) / step
+    return abs(steps - round(steps)) < 1e-6
+
+
+def _dry_run(spec: StudySpec, builder: Any, data: Dataset) -> None:
+    """Builds the model with the fixed values and trains one small batch with validation, as a trial would."""
+    import keras
+
+    hp = _values_hp(spec.fixed_values())
+    keras.backend.clear_session()
+    try:
+        model = builder(hp)
+    except Exception as exc:
+        raise UsageError(f"the {spec.model} builder fails with the fixed values {spec.fixed}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    n = min(DRY_RUN_IMAGES, len(data.x_train), len(data.x_val))
+    try:
+        history = model.fit(data.x_train[:n], data.y_train[:n], batch_size=n, epochs=1, verbose=0,
+                            validation_data=(data.x_val[:n], data.y_val[:n]))
+    except Exception as exc:
+        raise UsageError(f"{spec.model} cannot train on {spec.dataset} (input {data.input_shape}, "
+                         f"{data.num_classes} classes): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    finally:
+        keras.backend.clear_session()
+    logged = sorted(history.history)
+    if spec.metric not in logged:
+        raise UsageError(f"metric {spec.metric!r} is not among what {spec.model} logs during training "
+                         f"({', '.join(logged)}); choose one of those with --metric")

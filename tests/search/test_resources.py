@@ -1,0 +1,73 @@
+"""The launcher's choice of workers x threads follows its rule: fewest rounds, most trials in the time left."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hpsearch.search.resources import WORKER_MEMORY_GB, plan, single_thread_cost, speedup
+
+
+def makespan(trials: int, workers: int, threads: int, cost: float = 1.0) -> float:
+    return math.ceil(trials / workers) * cost / speedup(threads)
+
+
+@pytest.mark.parametrize(("cores", "trials"), [(2, 1), (2, 3), (2, 4), (2, 6), (2, 50), (8, 5), (8, 12), (8, 100),
+                                               (16, 20)])
+def test_auto_takes_the_shortest_makespan_over_every_split(cores: int, trials: int) -> None:
+    chosen = plan(cores, trials)
+    splits = {w: makespan(trials, w, cores // w) for w in range(1, min(cores, trials) + 1)}
+    assert chosen.threads == cores // chosen.workers
+    assert splits[chosen.workers] == pytest.approx(min(splits.values()))
+    # Ties go to more workers (more configurations in flight for the sampler and pruner).
+    assert all(splits[w] > splits[chosen.workers] + 1e-9 for w in splits if w > chosen.workers)
+
+
+def test_the_two_ends_on_two_cores() -> None:
+    # Few long trials: one worker with both threads ends 3 trials in 3 / 1.8 rounds, not 2 rounds.
+    few = plan(2, 3)
+    assert (few.workers, few.threads) == (1, 2)
+    assert "idle" in few.reason
+    # Many cheap trials fill every round: one worker per core.
+    many = plan(2, 40)
+    assert (many.workers, many.threads) == (2, 1)
+    assert "one per core" in many.reason
+    # One trial: all cores for it.
+    assert (plan(2, 1).workers, plan(2, 1).threads) == (1, 2)
+
+
+def test_a_time_budget_counts_the_trials_that_fit() -> None:
+    # A trial costs 700 s on one thread, 385 s on two: in 600 s only one worker with both threads finishes one.
+    slow = plan(2, 100_000, seconds_left=600, trial_cost=700)
+    assert (slow.workers, slow.threads) == (1, 2)
+    assert "~1 trial(s) fit" in slow.reason
+    # Cheap trials: 2 x 6 fit with one worker per core, 10 with one worker.
+    cheap = plan(2, 100_000, seconds_left=600, trial_cost=100)
+    assert (cheap.workers, cheap.threads) == (2, 1)
+    assert "~12 trial(s) fit" in cheap.reason
+    # Unmeasured cost: the trial count alone decides.
+    assert plan(2, 100_000, seconds_left=600).workers == 2
+
+
+def test_memory_caps_the_workers() -> None:
+    capped = plan(16, 100, memory_gb=5 * WORKER_MEMORY_GB)
+    assert capped.workers == 4 and capped.threads == 4  # 80% of the memory holds 4 workers
+    assert "memory" in capped.reason
+    assert plan(16, 100, memory_gb=0.1).workers == 1
+
+
+def test_the_users_choice_wins() -> None:
+    assert plan(2, 3, workers=2) == plan(2, 3, workers=2, threads=None)
+    assert (plan(2, 3, workers=2).workers, plan(2, 3, workers=2).threads) == (2, 1)
+    assert (plan(2, 3, workers=3, threads=2).workers, plan(2, 3, workers=3, threads=2).threads) == (3, 2)
+    # Threads given, workers auto: as many workers as the cores hold at that many threads.
+    given = plan(8, 100, threads=4)
+    assert (given.workers, given.threads) == (2, 4)
+    assert "4 thread(s) each" in given.reason
+
+
+def test_single_thread_cost_weighs_each_trial_by_its_threads() -> None:
+    assert single_thread_cost([]) is None
+    assert single_thread_cost([(0.0, 1)]) is None
+    assert single_thread_cost([(100.0, 1), (100.0, 2)]) == pytest.approx((100 + 100 * speedup(2)) / 2)

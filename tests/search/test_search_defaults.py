@@ -1,0 +1,85 @@
+"""The default sampler and pruner: rungs from epoch 1, TPE's start-up sized by the budget (no training here)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpsearch.search.spec import StudySpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _spec(**kw: object) -> StudySpec:
+    return StudySpec(study="s", model="cnn", **kw)
+
+
+def _study(spec: StudySpec) -> optuna.Study:
+    return optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                               pruner=spec.make_pruner())
+
+
+def _run(study: optuna.Study, curve: list[float]) -> tuple[optuna.trial.TrialState, int]:
+    """Reports `curve` epoch by epoch as a trial would; returns its end state and the last epoch it reported."""
+    trial = study.ask()
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return optuna.trial.TrialState.PRUNED, epoch
+    study.tell(trial, max(curve))
+    return optuna.trial.TrialState.COMPLETE, len(curve)
+
+
+def test_default_pruner_decides_at_epoch_1_and_keeps_the_top_third() -> None:
+    spec = _spec(epochs=9)
+    assert spec.pruner == "successive-halving"
+    study = _study(spec)
+    assert _run(study, [0.90, 0.95, 0.97, 0.98]) == (optuna.trial.TrialState.COMPLETE, 4)
+    # Worse than the only trial at epoch 1: stopped there, not at epoch 2.
+    assert _run(study, [0.50, 0.99, 0.99]) == (optuna.trial.TrialState.PRUNED, 1)
+    assert _run(study, [0.60, 0.70]) == (optuna.trial.TrialState.PRUNED, 1)
+    # Best at epoch 1 among what reached it: goes on to the next rung.
+    state, epoch = _run(study, [0.95, 0.96, 0.975, 0.98])
+    assert state == optuna.trial.TrialState.COMPLETE and epoch == 4
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "median"])
+def test_other_pruners_may_also_decide_at_epoch_1(pruner: str) -> None:
+    spec = _spec(epochs=9, pruner=pruner)
+    study = _study(spec)
+    for _ in range(4):
+        _run(study, [0.9, 0.95, 0.97])
+    pruned_at = [epoch for state, epoch in (_run(study, [0.1, 0.99, 0.99]) for _ in range(6))
+                 if state == optuna.trial.TrialState.PRUNED]
+    assert pruned_at and min(pruned_at) == 1
+
+
+def test_no_pruner_prunes_nothing() -> None:
+    study = _study(_spec(epochs=3, pruner="none"))
+    _run(study, [0.9, 0.95, 0.97])
+    assert _run(study, [0.1, 0.1, 0.1]) == (optuna.trial.TrialState.COMPLETE, 3)
+
+
+@pytest.mark.parametrize(("trials", "startup"), [(6, 4), (20, 4), (60, 6), (100, 10), (100_000, 10)])
+def test_tpe_start_up_is_a_tenth_of_the_budget_within_bounds(trials: int, startup: int) -> None:
+    assert _spec(trials=trials).tpe_startup_trials() == startup
+
+
+def test_tpe_is_seeded_per_worker() -> None:
+    """One seed and offset draws the same configurations again; another worker's offset draws others."""
+    spec = _spec(trials=20, seed=3)
+
+    def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        values = []
+        for _ in range(spec.tpe_startup_trials() + 4):  # past the random start-up: TPE's own draws too
+            trial = study.ask()
+            x = trial.suggest_float("x", 0.0, 1.0)
+            values.append(x)
+            study.tell(trial, -((x - 0.5) ** 2))
+        return values
+
+    first = draws(spec.make_sampler())
+    assert draws(spec.make_sampler()) == first
+    assert not set(draws(spec.make_sampler(seed_offset=1))) & set(first)

@@ -1,0 +1,92 @@
+"""SIGTERM and SIGHUP on `hpsearch run` stop its workers as Ctrl-C does; a killed launcher leaves no orphan."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import record_reliability
+
+pytestmark = pytest.mark.slow
+
+
+def _start(tmp_path: Path, study: str) -> tuple[subprocess.Popen[str], str]:
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", study, "--model", "resnet4", "--dataset",
+           "mnist-sample", "--train-size", "1500", "--epochs", "12", "--set", "patience=10", "--trials", "2",
+           "--workers", "1", "--pruner", "none", "--storage", url]
+    # Its own session: a signal sent here reaches the launcher alone, never the test's process group.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, url
+
+
+def _running_trial(url: str, study: str, timeout: float = 300) -> optuna.trial.FrozenTrial:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name=study, storage=url).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:
+            continue
+        started = [t for t in trials if t.user_attrs.get("epoch", 0) >= 1 and "worker" in t.user_attrs]
+        if started:
+            return started[0]
+    raise AssertionError("no trial started training")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its (dead) parent's reaper has exited too
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def _wait_gone(pid: int, timeout: float = 60) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_term_and_hup_stop_the_workers_and_the_study_resumes(tmp_path: Path, signum: int) -> None:
+    proc, url = _start(tmp_path, "term")
+    trial = _running_trial(url, "term")
+    worker_pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err[-2000:]
+    assert f"{name}: stopping the workers" in out + err and "Traceback" not in err
+    assert _wait_gone(worker_pid, 10), "the worker outlived its launcher"
+    trials = optuna.load_study(study_name="term", storage=url).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert next(t for t in trials if t.number == trial.number).state == TrialState.FAIL
+    record_reliability(f"{name} on `hpsearch run` (1 worker)", faults=1, exit_code=proc.returncode,
+                       worker_left=not _wait_gone(worker_pid, 0), running=0, interrupted_trial_failed=1, errors=0)
+
+
+def test_a_launcher_killed_with_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
+    proc, url = _start(tmp_path, "orphan")
+    trial = _running_trial(url, "orphan")
+    worker_pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+    proc.kill()  # SIGKILL: no handler runs in the launcher
+    proc.communicate(timeout=30)
+    assert _wait_gone(worker_pid, 60), "the worker kept training after its launcher was killed"
+    state = optuna.load_study(study_name="orphan", storage=url).get_trials()[trial.number].state
+    assert state == TrialState.FAIL  # the worker recorded its trial before it stopped: nothing left RUNNING
+    record_reliability("`kill -9` on the `hpsearch run` launcher", faults=1, worker_stopped=True,
+                       interrupted_trial_state=state.name, errors=0)

@@ -1,0 +1,59 @@
+"""`--warm-start STUDY[:K]` queues the K best configurations of an earlier study, in order, as they fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hpsearch.cli import main
+
+DISTS = {"filters_1": IntDistribution(32, 512, step=32), "units": IntDistribution(64, 512, step=64),
+         "optimizer": CategoricalDistribution(["adam", "sgd", "rmsprop"]),
+         "learning_rate": FloatDistribution(1e-4, 1e-2, log=True)}
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> str:
+    """An earlier study (as if on other data) with four completed trials and one failed."""
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = optuna.create_study(study_name="digits", storage=url, direction="maximize")
+    rows = [({"filters_1": 64, "units": 128, "optimizer": "sgd", "learning_rate": 0.01}, 0.90),
+            ({"filters_1": 160, "units": 256, "optimizer": "adam", "learning_rate": 0.002}, 0.97),
+            ({"filters_1": 480, "units": 448, "optimizer": "rmsprop", "learning_rate": 0.0005}, 0.95),
+            ({"filters_1": 96, "units": 192, "optimizer": "adam", "learning_rate": 0.001}, 0.93)]
+    for params, value in rows:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=DISTS, value=value))
+    study.add_trial(optuna.trial.create_trial(params=rows[0][0], distributions=DISTS, state=TrialState.FAIL))
+    return url
+
+
+def test_the_k_best_fitting_values_are_queued_in_order(source: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["create", "--storage", source, "--study", "mnist", "--model", "cnn", "--dataset", "mnist-sample",
+                 "--set", "optimizer=adam", "--warm-start", "digits:2"])
+    assert code == 0, capsys.readouterr().err
+    waiting = optuna.load_study(study_name="mnist", storage=source).get_trials(states=(TrialState.WAITING,))
+    # Best first (0.97, then 0.95); optimizer is fixed here and 480 filters lie outside cnn's 32..256: both left
+    # for the study to decide, the rest kept as they were.
+    queued = [t.system_attrs["fixed_params"] for t in waiting]  # Optuna keeps an enqueued trial's params there
+    assert queued == [{"filters_1": 160, "units": 256, "learning_rate": 0.002},
+                      {"units": 448, "learning_rate": 0.0005}]
+    assert [t.user_attrs["enqueued"] for t in waiting] == ["warm start: digits trial 1", "warm start: digits trial 2"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("nope", "study 'nope' does not exist in this storage; existing studies: digits"),
+    ("digits:0", "K must be a whole number from 1 to 100"),
+    ("digits:many", "K must be a whole number from 1 to 100"),
+    ("mnist", "a study cannot warm-start from itself"),
+])
+def test_bad_warm_start_sources(source: str, capsys: pytest.CaptureFixture[str], value: str, expected: str) -> None:
+    code = main(["create", "--storage", source, "--study", "mnist", "--model", "cnn", "--dataset", "mnist-sample",
+                 "--warm-start", value])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err, err
+    names = [s.study_name for s in optuna.get_all_study_summaries(source, include_best_trial=False)]
+    assert names == ["digits"]  # nothing created

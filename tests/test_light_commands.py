@@ -1,0 +1,74 @@
+"""Read-only commands answer without TensorFlow: `status`, `best`, `trials`, `studies` and `models`'s spec checks
+never import it (seconds of start-up and a page of C++ log lines otherwise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.conftest import run_cli
+
+PROBE = """
+import sys, runpy
+sys.argv = ["hpsearch", *sys.argv[1:]]
+try:
+    runpy.run_module("hpsearch", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+print("EXIT", code, "TENSORFLOW" if "tensorflow" in sys.modules else "NO-TENSORFLOW", file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A study made by `hpsearch create` (real checks, real dry run), with one finished trial added."""
+    tmp = tmp_path_factory.mktemp("light")
+    url = f"sqlite:///{tmp / 'light.db'}"
+    created = run_cli("create", "--storage", url, "--study", "light", "--model", "resnet4", "--dataset",
+                      "mnist-sample", "--trials", "3", "--epochs", "1", cwd=tmp)
+    assert created.returncode == 0, created.stderr[-2000:]
+    study = optuna.load_study(study_name="light", storage=url)
+    dist = optuna.distributions.IntDistribution(2, 8)
+    study.add_trial(optuna.trial.create_trial(params={"filters": 4}, distributions={"filters": dist}, value=0.91))
+    return url
+
+
+@pytest.mark.parametrize("command", [
+    ["status", "--study", "light"],
+    ["best", "--study", "light"],
+    ["trials", "--study", "light"],
+    ["studies"],
+])
+def test_read_only_commands_do_not_import_tensorflow(command: list[str], study_url: str) -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE, *command, "--storage", study_url], capture_output=True,
+                            text=True, timeout=120)
+    assert "EXIT 0 NO-TENSORFLOW" in result.stderr, result.stderr[-2000:] + result.stdout[-1000:]
+    assert "0.91" in result.stdout
+
+
+def test_checking_a_spec_imports_no_model_code(tmp_path: Path) -> None:
+    code = ("import sys\nfrom hpsearch.search.spec import StudySpec\n"
+            "StudySpec(study='s', model='cnn', dataset='mnist-sample')\n"
+            "StudySpec(study='t', model='my_pkg.nets:build')\n"
+            "print('keras' in sys.modules, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
+
+
+def test_optuna_conventions_study_name_and_optuna_storage(study_url: str) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "HPSEARCH_STORAGE"}
+    result = subprocess.run([sys.executable, "-c", PROBE, "best", "--study-name", "light"], capture_output=True,
+                            text=True, timeout=120, env={**env, "OPTUNA_STORAGE": study_url})
+    assert "EXIT 0 NO-TENSORFLOW" in result.stderr, result.stderr[-2000:]
+    assert "0.91" in result.stdout
+
+
+def test_the_objective_is_named_after_its_metric(study_url: str) -> None:
+    """optuna-dashboard and Optuna's tools show "val_accuracy", not "Objective 0"."""
+    assert optuna.load_study(study_name="light", storage=study_url).metric_names == ["val_accuracy"]
