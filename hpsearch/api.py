@@ -140,7 +140,7 @@ def _train_values(builder: Any, data: Dataset, stored: Any) -> keras.Model:
 
 
 def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storage: str | None = None,
-        trials: int = 20, epochs: int = 10, workers: int = 0, enqueue_defaults: bool = False,
+        trials: int = 20, epochs: int = 10, workers: int | str = 0, enqueue_defaults: bool = False,
         artifacts: str | None = None, verbose: bool = True, **spec: Any) -> SearchResult:
     """Creates (or resumes) a study and runs its trials; returns its result.
 
@@ -153,7 +153,7 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
         storage: a database URL (default: `$HPSEARCH_STORAGE`, else `sqlite:///hpsearch.db`).
         trials, epochs: the trial budget and the epochs per trial.
         workers: 0 runs the trials in this process; N > 0 starts N worker processes (importable builder and
-            data on disk needed).
+            data on disk needed); "auto" lets the launcher choose workers x threads as `hpsearch run` does.
         enqueue_defaults: run the builder's default configuration first.
         artifacts: the artifact directory (default: beside the SQLite file).
         verbose: a line per finished trial (Optuna's log) or, with workers, the live progress display.
@@ -171,8 +171,9 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
     ref = model if isinstance(model, str) else reference_of(model)
     arrays = None if isinstance(data, str) else _arrays(data)
     dataset = data if isinstance(data, str) else f"{MEMORY_PREFIX}{study}"
-    if workers < 0:
-        raise UsageError(f"workers must be 0 (this process) or more, got {workers}")
+    if workers != "auto" and (not isinstance(workers, int) or workers < 0):
+        raise UsageError(f"workers must be 0 (this process), a number of worker processes or 'auto', got "
+                         f"{workers!r}")
     if workers and ref.startswith(MAIN_PREFIX):
         raise UsageError(f"the builder {ref.removeprefix(MAIN_PREFIX)!r} is defined in this notebook or script; "
                          "worker processes cannot import it. Use workers=0 (trials in this process), or move it "
@@ -187,7 +188,8 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
 
         from hpsearch.search.launcher import launch
 
-        launch(study_spec, url, workers, Console(quiet=not verbose, stderr=True), artifacts=artifacts,
+        console = Console(quiet=not verbose, stderr=True)
+        launch(study_spec, url, None if workers == "auto" else int(workers), console, artifacts=artifacts,
                enqueue_defaults=enqueue_defaults)
         return SearchResult(study, url, artifacts)
     return _run_here(study_spec, url, builder_object, arrays, enqueue_defaults, artifacts, verbose)

@@ -48,8 +48,10 @@ class BuilderHyperModel(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
-def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path, overwrite: bool = False
-               ) -> keras_tuner.Tuner:
+def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path, overwrite: bool = False,
+               precise_bn_samples: int = DEFAULT_SAMPLES) -> keras_tuner.Tuner:
+    """A KerasTuner tuner over `spec`'s builder and space; `precise_bn_samples=0` validates as KerasTuner alone
+    does (moving BatchNorm statistics), e.g. to compare with KerasTuner as users run it."""
     if kind not in TUNERS:
         raise UnknownNameError("tuner", kind, TUNERS)
     builder = get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)
@@ -59,8 +61,9 @@ def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path,
             continue  # Hyperband owns the epoch budget
         hp.Fixed(name, value)
     objective = keras_tuner.Objective(spec.metric, direction="max" if metric_mode(spec.metric) == "max" else "min")
-    common: dict[str, Any] = dict(hypermodel=BuilderHyperModel(builder, spec.metric), objective=objective,
-                                  hyperparameters=hp, tune_new_entries=True, seed=spec.seed, directory=str(directory),
+    hypermodel = BuilderHyperModel(builder, spec.metric, precise_bn_samples)
+    common: dict[str, Any] = dict(hypermodel=hypermodel, objective=objective, hyperparameters=hp,
+                                  tune_new_entries=True, seed=spec.seed, directory=str(directory),
                                   project_name=spec.study, overwrite=overwrite, max_consecutive_failed_trials=3)
     if kind == "hyperband":
         return keras_tuner.Hyperband(max_epochs=spec.epochs, factor=3, **common)

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.search.resources import WORKER_MEMORY_GB, Plan, plan, single_thread_cost
 from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
-from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV, threads_per_worker
+from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV
 
 if TYPE_CHECKING:
     import optuna
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from hpsearch.search.preflight import Checked
 
 POLL_SECONDS = 1.0
-WORKER_MEMORY_GB = 1.2  # peak RSS of one CNN worker on MNIST (BENCHMARKS.md, memory)
 # Fields a joining spec must agree on with the stored one: otherwise trials would not be comparable.
 IDENTITY_FIELDS = ("model", "dataset", "metric", "direction", "train_size", "validation_split", "epochs")
 
@@ -266,21 +266,60 @@ def check_worker_options(heartbeat_interval: int | None, grace_period: int | Non
                          "every running trial would be failed as dead; use e.g. a grace period of 5 intervals")
 
 
-def plan_workers(workers: int, left: int, console: Console) -> int:
-    """The worker count to start: never more than the trials left; more than the cores is allowed, with its cost."""
+def plan_workers(workers: int | None, threads: int | None, left: int, console: Console,
+                 seconds_left: float | None = None, trial_cost: float | None = None) -> Plan:
+    """Workers x threads for this launch: the user's `workers`/`threads` when given (never more workers than
+    trials left; more than the cores with a warning of what it costs), else `resources.plan`'s choice from the
+    trials left, the time left and the single-thread cost of a trial measured so far (None: not yet)."""
     from hpsearch.search.worker import available_cores
 
     left = max(1, left)
+    cores = available_cores()
+    if workers is None:
+        chosen = plan(cores, left, seconds_left=seconds_left, trial_cost=trial_cost,
+                      memory_gb=available_memory_gb(), threads=threads)
+        console.print(f"workers: {chosen.workers} x {chosen.threads} thread(s) ({chosen.reason}; --workers N "
+                      "to choose)", highlight=False)
+        return chosen
     if workers > left:
         console.print(f"[yellow]{workers} workers asked for, {left} trial(s) left: starting {left}[/]")
         workers = left
-    cores = available_cores()
     if workers > cores:
         total = workers * WORKER_MEMORY_GB
         console.print(f"[yellow]warning: {workers} workers on {cores} core(s): each trains with one thread and holds "
                       f"its own TensorFlow and data (about {WORKER_MEMORY_GB:g} GB each, ~{total:.0f} GB in all); "
                       "more workers than cores make every trial slower, not the search faster[/]")
-    return workers
+    return plan(cores, left, workers=workers, threads=threads)
+
+
+def available_memory_gb() -> float | None:
+    """Memory available to new processes (Linux's MemAvailable), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _seconds_left(study: optuna.Study, spec: StudySpec) -> float | None:
+    if not spec.timeout:
+        return None
+    started = study.user_attrs.get("hpsearch_started_at")
+    return max(0.0, float(started) + float(spec.timeout) - time.time()) if started else float(spec.timeout)
+
+
+def _trial_cost(study: optuna.Study) -> float | None:
+    """Mean single-thread seconds of the study's finished trials (their `threads` attribute; 1 when unknown)."""
+    from optuna.trial import TrialState
+
+    return single_thread_cost([((t.datetime_complete - t.datetime_start).total_seconds(),
+                                int(t.user_attrs.get("threads", 1)))
+                               for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                                                 TrialState.PRUNED))
+                               if t.datetime_start and t.datetime_complete])
 
 
 class _Terminated(KeyboardInterrupt):
@@ -314,7 +353,7 @@ def _stop_workers(procs: dict[int, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, recycle: int = DEFAULT_RECYCLE,
+def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Console, recycle: int = DEFAULT_RECYCLE,
            artifacts: str | None = None, heartbeat_interval: int | None = None, grace_period: int | None = None,
            enqueue_defaults: bool = False, threads: int | None = None, warm_start: str | None = None) -> Progress:
     """Creates/resumes the study, runs `workers` worker processes until the budget is spent, shows progress.
@@ -336,7 +375,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, re
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
     check_worker_options(heartbeat_interval, grace_period)
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     from hpsearch.storage.artifacts import safe_filename
     from hpsearch.storage.outputs import prepare_output_dir
@@ -345,9 +384,10 @@ def launch(spec: StudySpec, storage_url: str, workers: int, console: Console, re
     _check_creatable(art_dir)  # before the study exists: an unusable artifact directory is a usage error
     study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period, warm_start)
     log_dir = prepare_output_dir(art_dir / "logs" / safe_filename(spec.study), (), flag="--artifacts")
-    before = measure(study, spec, workers)
-    workers = plan_workers(workers, spec.trials - before.done - before.running, console)
-    threads = threads or threads_per_worker(workers)
+    before = measure(study, spec, workers or 1)
+    chosen = plan_workers(workers, threads, spec.trials - before.done - before.running, console,
+                          _seconds_left(study, spec), _trial_cost(study))
+    workers, threads = chosen.workers, chosen.threads
     env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(art_dir),
            THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
            PARENT_PID_ENV: str(os.getpid())}

@@ -42,6 +42,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_threads() -> int:
+    """The threads this process trains with: its configured cap, else every core it may use."""
+    from hpsearch.search.worker import available_cores
+
+    configured = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else available_cores()
+
+
 class Objective:
     """The objective of one worker process: the dataset is loaded once, each call trains one model."""
 
@@ -73,6 +81,7 @@ class Objective:
         import keras
 
         trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("threads", worker_threads())  # the launcher's measure of a trial's cost
         trial.set_user_attr("epoch", 0)
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.spec.seed + trial.number)

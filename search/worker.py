@@ -48,10 +48,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    return max(1, (cores or available_cores()) // max(1, workers))
-
-
 def configure_threads(threads: int | None) -> None:
     """Caps the numeric libraries' thread pools; must run before TensorFlow starts."""
     if not threads:

@@ -58,12 +58,23 @@ def register_run(subparsers: Subparsers) -> None:
         "  hpsearch run --spec studies/cnn-mnist.yaml --workers 2")
     add_spec_args(p)
     _add_worker_args(p)
-    p.add_argument("--workers", type=int, default=2, help="worker processes on this machine (default 2)")
+    p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                   help="worker processes on this machine (default auto: from the cores, the trials and time left "
+                        "and the trials' measured cost; the choice and its reason are printed)")
     p.add_argument("--threads", type=int,
                    help="TensorFlow threads per worker (default: the cores divided among the workers)")
     _add_queue_args(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--quiet", action="store_true")
+
+
+def _workers(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or auto, got {value!r}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

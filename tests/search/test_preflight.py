@@ -160,15 +160,30 @@ def test_workers_never_outnumber_the_trials_and_extra_cores_cost_a_warning() -> 
     from hpsearch.search.worker import available_cores
 
     console = Console(record=True, width=300)
-    assert plan_workers(64, 2, console) == 2
+    assert plan_workers(64, None, 2, console).workers == 2
     text = console.export_text()
     assert "64 workers asked for, 2 trial(s) left: starting 2" in text
     cores = available_cores()
     console = Console(record=True, width=300)
-    assert plan_workers(cores + 2, 50, console) == cores + 2
+    chosen = plan_workers(cores + 2, None, 50, console)
+    assert (chosen.workers, chosen.threads) == (cores + 2, 1)
     assert f"warning: {cores + 2} workers on {cores} core(s)" in console.export_text()
     console = Console(record=True, width=300)
-    assert plan_workers(1, 50, console) == 1 and not console.export_text()
+    assert plan_workers(1, None, 50, console).workers == 1 and not console.export_text()
+
+
+def test_auto_workers_say_what_they_chose_and_why() -> None:
+    from rich.console import Console
+
+    from hpsearch.search.launcher import plan_workers
+    from hpsearch.search.resources import plan
+    from hpsearch.search.worker import available_cores
+
+    console = Console(record=True, width=300)
+    chosen = plan_workers(None, None, 3, console)
+    expected = plan(available_cores(), 3)
+    assert (chosen.workers, chosen.threads) == (expected.workers, expected.threads)
+    assert f"workers: {chosen.workers} x {chosen.threads} thread(s) (auto, " in console.export_text()
 
 
 def test_two_launchers_on_one_study_number_their_workers_apart() -> None:
