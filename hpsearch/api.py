@@ -86,7 +86,9 @@ class SearchResult:
         study = self.study
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             raise HpsearchError(f"study {self.study_name!r} has no completed trial yet")
-        return study.best_trial
+        from hpsearch.search.results import best_trial
+
+        return best_trial(study)
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -94,7 +96,14 @@ class SearchResult:
 
     @property
     def best_value(self) -> float:
-        return float(self._best().value)
+        """The best value of the first objective (the metric)."""
+        return float(self._best().values[0])
+
+    @property
+    def pareto_front(self) -> list[optuna.trial.FrozenTrial]:
+        """The completed trials no other beats in every objective (a study of one objective: its best trial)."""
+        study = self.study
+        return sorted(study.best_trials, key=lambda t: t.number) if len(study.directions) > 1 else [self._best()]
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:

@@ -19,12 +19,13 @@ class OptunaReportCallback(keras.callbacks.Callback):
     `fit` returns, so no backend has to carry a foreign exception through its training loop.
     """
 
-    def __init__(self, trial: optuna.trial.Trial, monitor: str = "val_accuracy", max_epochs: int | None = None
-                 ) -> None:
+    def __init__(self, trial: optuna.trial.Trial, monitor: str = "val_accuracy", max_epochs: int | None = None,
+                 report: bool = True) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
         self.max_epochs = max_epochs
+        self.report = report  # False: record the values only (a study of several objectives cannot report them)
         self.pruned_at: int | None = None
         self.values: list[float] = []  # the monitored metric of each epoch, as reported
         self._epoch_start = 0.0
@@ -43,8 +44,10 @@ class OptunaReportCallback(keras.callbacks.Callback):
             return  # TerminateOnNaN ends the run; the objective fails the trial with its reason
         step = epoch + 1
         self.values.append(value)
-        self.trial.report(value, step)
         self.trial.set_user_attr("epoch_seconds", round(time.monotonic() - self._epoch_start, 2))
+        if not self.report:
+            return
+        self.trial.report(value, step)
         if step == self.max_epochs:
             return  # the last epoch is trained already: its result is worth keeping, not pruning
         if self.trial.should_prune():

@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.search.resources import WORKER_MEMORY_GB, Plan, plan, single_thread_cost
@@ -19,14 +19,18 @@ from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
 from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
     from rich.console import Console
 
     from hpsearch.search.preflight import Checked
 
 POLL_SECONDS = 1.0
+T = TypeVar("T")
 # Fields a joining spec must agree on with the stored one: otherwise trials would not be comparable.
-IDENTITY_FIELDS = ("model", "dataset", "metric", "direction", "train_size", "validation_split", "epochs")
+IDENTITY_FIELDS = ("model", "dataset", "metric", "direction", "objectives", "train_size", "validation_split",
+                   "epochs")
 
 
 def default_params(spec: StudySpec) -> dict[str, Any]:
@@ -104,13 +108,13 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
         from hpsearch.search.warm_start import warm_start_params
 
         warm = warm_start_params(storage, warm_start, spec, checked.space if checked else None)
-    study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
+    study = optuna.create_study(study_name=spec.study, storage=storage, directions=spec.objective_directions(),
                                 load_if_exists=True)
     stored = study.user_attrs.get(SPEC_ATTR)
-    if study.metric_names != [spec.metric]:
+    if study.metric_names != spec.objective_names():
         with warnings.catch_warnings():  # Optuna flags set_metric_names experimental; it is stable in use
             warnings.simplefilter("ignore")
-            study.set_metric_names([spec.metric])  # the dashboard and Optuna's own tools name the objective
+            study.set_metric_names(spec.objective_names())  # the dashboard and Optuna's tools name the objectives
     if stored is None:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
         study.set_user_attr("hpsearch_started_at", time.time())
@@ -158,9 +162,10 @@ def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:
     for t in trials:
         if t.state == TrialState.COMPLETE:
             p.complete += 1
-            if t.value is not None and (p.best_value is None or (t.value > p.best_value if spec.direction ==
-                                                                 "maximize" else t.value < p.best_value)):
-                p.best_value, p.best_trial = t.value, t.number
+            value = t.values[0] if t.values else None  # the first objective (the metric) in a Pareto study
+            if value is not None and (p.best_value is None or (value > p.best_value if spec.direction ==
+                                                               "maximize" else value < p.best_value)):
+                p.best_value, p.best_trial = value, t.number
         elif t.state == TrialState.PRUNED:
             p.pruned += 1
         elif t.state == TrialState.FAIL:
@@ -422,11 +427,11 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
             live.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    stopped = stop_reason(study)
+    stopped = _through_outage(lambda: stop_reason(study), console)
     if stopped:
         _stop_workers(procs)
         raise StudyStopped(describe(stopped, spec.study))
-    final = measure(study, spec, workers)
+    final = _through_outage(lambda: measure(study, spec, workers), console)
     if final.done < spec.trials and not spec.timeout:
         raise HpsearchError(f"the workers stopped with {final.done}/{spec.trials} trials done; see the logs in "
                             f"{log_dir}")
@@ -455,17 +460,52 @@ def _check_creatable(directory: Path) -> None:
 
 def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Popen[bytes]], workers: int,
            base: int, args: list[str], env: dict[str, str], log_dir: Path, console: Console, live: Any) -> None:
-    """Shows progress and respawns crashed workers until none is left, or the circuit breaker trips."""
+    """Shows progress and respawns crashed workers until none is left, or the circuit breaker trips.
+
+    A storage outage (server restart, dropped connections) pauses the progress display with one line and resumes
+    it when the storage answers again; the workers wait it out on their own. Workers that exit meanwhile are
+    respawned once the storage is back (a new one could not open the study before). The loop gives up after the
+    workers' own outage limit.
+    """
     import optuna
 
     from hpsearch.search.breaker import stop_reason
+    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, caused_by_storage
 
     respawns = 0
     start = time.monotonic()
     last_line = ""
     failed_seen = -1
-    while procs:
-        p = measure(study, spec, workers)
+    p: Progress | None = None
+    outage_since: float | None = None
+    exited: list[tuple[int, int]] = []  # (worker, exit code) reaped but not yet respawned
+    while procs or exited:
+        try:
+            p = measure(study, spec, workers)
+            stopped = False
+            if p.failed != failed_seen:  # the breaker only trips when a trial fails
+                failed_seen = p.failed
+                stopped = bool(stop_reason(study))
+        except Exception as exc:
+            if not caused_by_storage(exc):
+                raise
+            if outage_since is None:
+                outage_since = time.monotonic()
+                console.print(f"[yellow]storage unreachable ({type(exc).__name__}): progress paused; the workers "
+                              "wait for it[/]", highlight=False)
+            waited = time.monotonic() - outage_since
+            if waited > STORAGE_OUTAGE_SECONDS:
+                raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up (the workers "
+                                    "give up too; run the same command again once the database is back)") from None
+            exited += _reap(procs, log_dir, console)
+            time.sleep(POLL_SECONDS)
+            continue
+        if outage_since is not None:
+            console.print(f"storage back after {time.monotonic() - outage_since:.0f}s; progress resumes",
+                          highlight=False)
+            outage_since = None
+        if stopped:
+            return
         elapsed = time.monotonic() - start
         if live:
             live.update(render(spec, p, elapsed))
@@ -474,21 +514,52 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
             if line.split("] ", 1)[1] != last_line:
                 console.print(line, soft_wrap=True, markup=False, highlight=False)
                 last_line = line.split("] ", 1)[1]
-        if p.failed != failed_seen:  # the breaker only trips when a trial fails
-            failed_seen = p.failed
-            if stop_reason(study):
-                return
-        for i, proc in list(procs.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del procs[i]
-            work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
-            if code != 0:
-                console.print(f"[yellow]worker {i} exited with code {code}; see {log_dir}/worker-{i}.log[/]")
-            if work_left and code != 0 and respawns < 3 * workers and not stop_reason(study):
+        exited += _reap(procs, log_dir, console)
+        work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
+        for i, code in exited:
+            if work_left and code != 0 and respawns < 3 * workers:
                 respawns += 1
                 procs[i] = _spawn(i, base + workers + respawns, args, env, log_dir)
+        exited = []
         if procs:
-            optuna.storages.fail_stale_trials(study)
+            try:
+                optuna.storages.fail_stale_trials(study)
+            except Exception as exc:
+                if not caused_by_storage(exc):
+                    raise  # an outage shows at the next measure
             time.sleep(POLL_SECONDS)
+
+
+def _reap(procs: dict[int, subprocess.Popen[bytes]], log_dir: Path, console: Console) -> list[tuple[int, int]]:
+    """Removes the workers that exited from `procs`; returns (worker, exit code) of each, saying so if it failed."""
+    exited = []
+    for i, proc in list(procs.items()):
+        code = proc.poll()
+        if code is None:
+            continue
+        del procs[i]
+        exited.append((i, code))
+        if code != 0:
+            console.print(f"[yellow]worker {i} exited with code {code}; see {log_dir}/worker-{i}.log[/]")
+    return exited
+
+
+def _through_outage(read: Callable[[], T], console: Console) -> T:
+    """`read()`, retried while the storage is unreachable, up to the workers' outage limit."""
+    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, STORAGE_RETRY_SECONDS, caused_by_storage
+
+    since: float | None = None
+    while True:
+        try:
+            return read()
+        except Exception as exc:
+            if not caused_by_storage(exc):
+                raise
+            if since is None:
+                since = time.monotonic()
+                console.print(f"[yellow]storage unreachable ({type(exc).__name__}): waiting for it[/]",
+                              highlight=False)
+            if time.monotonic() - since > STORAGE_OUTAGE_SECONDS:
+                raise HpsearchError(f"the storage has been unreachable for {STORAGE_OUTAGE_SECONDS:.0f}s; giving "
+                                    "up (run the same command again once the database is back)") from None
+            time.sleep(STORAGE_RETRY_SECONDS)

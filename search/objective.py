@@ -34,8 +34,24 @@ logger = logging.getLogger("hpsearch")
 TEST_TOP_K = 5
 
 def _completed_values(trial: optuna.trial.Trial) -> list[float]:
-    return [t.value for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None]
+    """The first objective's value (the metric) of each completed trial of the study."""
+    return [t.values[0] for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values]
+
+
+def latency_ms(model: Any, x: Any, calls: int = 20) -> float:
+    """Milliseconds one forward pass of `x` (one image) takes: the median of `calls` calls after a warm-up."""
+    import time
+
+    import numpy as np
+
+    model(x, training=False)  # the first call traces
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        model(x, training=False)
+        seconds.append(time.perf_counter() - start)
+    return round(float(np.median(seconds)) * 1000, 3)
 
 
 def worker_id() -> str:
@@ -95,7 +111,8 @@ class Objective:
         for name, value in self.fixed.items():
             trial.set_user_attr(f"fixed:{name}", value)
         config = training_config(hp)
-        reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs)
+        reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs,
+                                        report=not self.spec.multi_objective)
         try:
             result = fit_and_evaluate(model, self.data, config, [reporter], monitor=self.spec.metric,
                                       skip_test=lambda: reporter.pruned_at is not None
@@ -117,7 +134,27 @@ class Objective:
         history = result.history.get(self.spec.metric, [])
         value = (max if self.spec.direction == "maximize" else min)(history)
         self._store_artifacts(trial, model, result, value, dict(hp.values))
-        return float(value)
+        if not self.spec.multi_objective:
+            return float(value)
+        values = [float(value), *self._other_objectives(model, result, history.index(value))]
+        for name, other in zip(self.spec.objective_names()[1:], values[1:], strict=True):
+            trial.set_user_attr(name, other)
+        return values  # type: ignore[return-value]  # Optuna takes a sequence for several objectives
+
+    def _other_objectives(self, model: Any, result: Any, best_epoch: int) -> list[float]:
+        """The values of `objectives` for a trained model: measured on it, or logged at the metric's best epoch
+        (the weights early stopping restored)."""
+        values = []
+        for name in self.spec.objective_names()[1:]:
+            if name == "parameters":
+                values.append(float(result.parameters))
+            elif name == "latency_ms":
+                values.append(latency_ms(model, self.data.x_val[:1]))
+            elif name in result.history:
+                values.append(float(result.history[name][best_epoch]))
+            else:
+                raise TrialFailed(f"objective {name!r} is not in the training logs ({', '.join(result.history)})")
+        return values
 
     @staticmethod
     def _fail(trial: optuna.trial.Trial, reason: str, exc: BaseException | None = None) -> TrialFailed:

@@ -204,3 +204,9 @@ def _dry_run(spec: StudySpec, builder: Any, data: Dataset) -> None:
     if spec.metric not in logged:
         raise UsageError(f"metric {spec.metric!r} is not among what {spec.model} logs during training "
                          f"({', '.join(logged)}); choose one of those with --metric")
+    from hpsearch.search.spec import MODEL_OBJECTIVES
+
+    for name in spec.objective_names()[1:]:
+        if name not in logged and name not in MODEL_OBJECTIVES:
+            raise UsageError(f"objective {name!r} is neither logged by {spec.model} ({', '.join(logged)}) nor one "
+                             f"of {', '.join(MODEL_OBJECTIVES)}; choose one of those with --objective")

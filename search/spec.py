@@ -31,6 +31,11 @@ MIN_PRUNING_EPOCHS = 1
 # TPE's random start-up: a tenth of the trial budget, within these bounds.
 TPE_STARTUP_MIN, TPE_STARTUP_MAX = 4, 10
 
+# Objectives measured on the trained model rather than logged by Keras, all minimized.
+MODEL_OBJECTIVES = {"parameters": "the model's parameter count",
+                    "latency_ms": "milliseconds to classify one image (median of 20 calls after a warm-up)"}
+OBJECTIVES_MAX = 4
+
 SPEC_ATTR = "hpsearch_spec"
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
@@ -59,6 +64,10 @@ class StudySpec:
     # Training hyperparameters to search instead of fixing them at their defaults (e.g. ["batch_size"]).
     search_training: list[str] = field(default_factory=list)
     model_options: dict[str, Any] = field(default_factory=dict)
+    # Further objectives beside `metric`, each "name" or "name:maximize|minimize": a Keras-logged metric (its value
+    # at the epoch `metric` chose) or one of MODEL_OBJECTIVES. The study then keeps a Pareto front; Optuna cannot
+    # prune several objectives, so such a study runs without a pruner.
+    objectives: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -109,6 +118,62 @@ class StudySpec:
         unknown = [n for n in self.search_training if n not in TRAINING_PARAMS]
         if unknown:
             raise UnknownNameError("training hyperparameter", unknown[0], TRAINING_PARAMS)
+        self._check_objectives()
+
+    def _check_objectives(self) -> None:
+        if not isinstance(self.objectives, list) or not all(isinstance(o, str) for o in self.objectives):
+            raise UsageError(f"objectives must be a list of names, got {self.objectives!r}")
+        if not self.objectives:
+            return
+        if len(self.objectives) > OBJECTIVES_MAX - 1:
+            raise UsageError(f"{len(self.objectives) + 1} objectives; a study optimizes at most {OBJECTIVES_MAX} "
+                             "(Pareto fronts of more say little)")
+        names = self.objective_names()
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            also = " (the first objective is --metric)" if duplicated[0] == self.metric else ""
+            raise UsageError(f"objective {duplicated[0]!r} is given twice{also}")
+        self.objective_directions()  # every direction known
+        if self.pruner not in ("none", "successive-halving"):
+            raise UsageError(f"the {self.pruner} pruner cannot prune a study with several objectives (Optuna prunes "
+                             "on one value); leave --pruner out or use a single objective")
+        self.pruner = "none"  # the default pruner is dropped: what the study does is what its spec says
+        if self.sampler == "cmaes":
+            raise UsageError("the cmaes sampler optimizes a single objective; use tpe (the default), random or qmc "
+                             "with several objectives")
+
+    # ----------------------------------------------------------------------------------------------- objectives
+    def objective_names(self) -> list[str]:
+        """The study's objectives in order: `metric` first, then `objectives` (without their directions)."""
+        return [self.metric, *(o.partition(":")[0].strip() for o in self.objectives)]
+
+    def objective_directions(self) -> list[str]:
+        """Each objective's direction: given after a colon, else the metric's natural one (MODEL_OBJECTIVES: down).
+
+        Raises:
+            UsageError: a direction that is neither maximize nor minimize, or one that cannot be told from the name.
+        """
+        directions = [str(self.direction)]
+        for item in self.objectives:
+            name, _, given = (part.strip() for part in item.partition(":"))
+            if not name:
+                raise UsageError(f"objective {item!r} has no name; write NAME or NAME:maximize|minimize")
+            if given:
+                if given not in DIRECTIONS:
+                    raise UsageError(f"objective {item!r}: the direction after the colon must be maximize or "
+                                     f"minimize, got {given!r}")
+                directions.append(given)
+                continue
+            natural = "minimize" if name in MODEL_OBJECTIVES else metric_direction(name)
+            if natural is None:
+                raise UsageError(f"cannot tell whether objective {name!r} should be maximized or minimized; write "
+                                 f"{name}:maximize or {name}:minimize")
+            directions.append(natural)
+        return directions
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.objectives)
 
     # ----------------------------------------------------------------------------------------------- views
     def fixed_values(self) -> dict[str, Any]:
@@ -136,7 +201,7 @@ class StudySpec:
         types = {"trials": int, "epochs": int, "batch_size": int, "train_size": int, "seed": int,
                  "validation_split": float, "timeout": float, "study": str, "model": str, "dataset": str,
                  "sampler": str, "pruner": str, "metric": str, "direction": str, "data_dir": str,
-                 "fixed": dict, "search_training": list, "model_options": dict}
+                 "fixed": dict, "search_training": list, "model_options": dict, "objectives": list}
         for key, value in data.items():
             expected = types.get(key)
             if value is None or expected is None:
@@ -230,6 +295,9 @@ class StudySpec:
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         import optuna
+
+        if self.multi_objective:
+            return optuna.pruners.NopPruner()  # Optuna prunes on one value only
 
         if self.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner(min_resource=min(MIN_PRUNING_EPOCHS, self.epochs),

@@ -60,11 +60,12 @@ def warm_start_params(storage: optuna.storages.BaseStorage, value: str, spec: St
         raise UsageError(f"--warm-start: study {source!r} does not exist in this storage; existing studies: "
                          f"{', '.join(names) or '(none)'}") from None
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if t.value is not None]
+                if t.values]
     if not complete:
         raise UsageError(f"--warm-start: study {source!r} has no completed trial to start from")
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    best = sorted(complete, key=lambda t: (-t.value if maximize else t.value, t.number))[:k]
+    # Ranked by the first objective (the metric), also in a study of several objectives.
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    best = sorted(complete, key=lambda t: (sign * t.values[0], t.number))[:k]
     fixed = spec.fixed_values()
     out: list[tuple[int, dict[str, Any]]] = []
     for trial in best:

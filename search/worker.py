@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hpsearch")
 
 DEFAULT_RECYCLE = 10
-STORAGE_RETRY_SECONDS = 2.0
-STORAGE_OUTAGE_SECONDS = 600.0
 IDLE_POLL_SECONDS = 2.0
 THREADS_ENV = "HPSEARCH_THREADS"
 _RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
@@ -213,7 +211,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
 
     from hpsearch.search.breaker import describe, stop_reason
     from hpsearch.search.budget import check_budget, count_trials, remaining_budget
-    from hpsearch.storage import STORAGE_ERRORS
+    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, STORAGE_RETRY_SECONDS, caused_by_storage
     from hpsearch.storage.locks import StudyLock
 
     lock = StudyLock(study)
@@ -249,7 +247,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
                     lock.release()
                 outage_since = None
             except Exception as exc:
-                if not _caused_by_storage(exc, STORAGE_ERRORS):
+                if not caused_by_storage(exc):
                     raise
                 # The database went away (restart, dropped connections): wait for it instead of dying. A trial
                 # whose result could not be stored stays RUNNING until its heartbeat is stale, then is retried.
@@ -270,19 +268,6 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     finally:
         lock.close()
     return ran
-
-
-def _caused_by_storage(exc: BaseException, errors: tuple[type[BaseException], ...]) -> bool:
-    """True when a storage error is the exception or stands in its chain (Optuna's trial loop can mask a failed
-    commit behind an error of its own)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, errors):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _recycle(ran: int) -> None:

@@ -12,6 +12,9 @@ from hpsearch.storage._rdb import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_HEARTBEAT_INTERVAL,
     STORAGE_ERRORS,
+    STORAGE_OUTAGE_SECONDS,
+    STORAGE_RETRY_SECONDS,
+    caused_by_storage,
     database_error,
     load_study_read_only,
     open_storage,
@@ -21,5 +24,6 @@ from hpsearch.storage._rdb import (
 from hpsearch.storage._urls import DEFAULT_URL, STORAGE_ENV, artifact_dir, mask_url, redact, resolve_url
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_HEARTBEAT_INTERVAL", "DEFAULT_URL", "STORAGE_ENV", "STORAGE_ERRORS",
-           "artifact_dir", "database_error", "load_study_read_only", "mask_url", "open_storage",
-           "open_storage_read_only", "redact", "resolve_url", "storage_errors_as_messages"]
+           "STORAGE_OUTAGE_SECONDS", "STORAGE_RETRY_SECONDS", "artifact_dir", "caused_by_storage", "database_error",
+           "load_study_read_only", "mask_url", "open_storage", "open_storage_read_only", "redact", "resolve_url",
+           "storage_errors_as_messages"]

@@ -29,6 +29,23 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
 
 # Errors that mean "the database is unreachable right now" (restart, dropped connection, network).
 STORAGE_ERRORS = _storage_errors()
+# How often a process retries an unreachable storage, and how long it waits in all before giving up: workers, the
+# launcher's progress loop and its final reads wait out the same outage.
+STORAGE_RETRY_SECONDS = 2.0
+STORAGE_OUTAGE_SECONDS = 600.0
+
+
+def caused_by_storage(exc: BaseException) -> bool:
+    """True when a storage error (`STORAGE_ERRORS`) is the exception or stands in its chain (Optuna's trial loop
+    can mask a failed commit behind an error of its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, STORAGE_ERRORS):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 # Keras trials take minutes: a heartbeat a minute, declared dead after five silent minutes.
 DEFAULT_HEARTBEAT_INTERVAL = 60

@@ -37,10 +37,14 @@ class TrialRow:
     duration: float | None
     params: dict[str, Any]
     user_attrs: dict[str, Any]
+    values: list[float | None] | None = None  # every objective's value, in a study of several objectives
 
     def as_dict(self) -> dict[str, Any]:
-        return {"trial": self.trial, "state": self.state, "value": self.value, "duration_seconds": self.duration,
-                "params": self.params, "user_attrs": self.user_attrs}
+        out = {"trial": self.trial, "state": self.state, "value": self.value, "duration_seconds": self.duration,
+               "params": self.params, "user_attrs": self.user_attrs}
+        if self.values is not None:
+            out["values"] = self.values
+        return out
 
 
 def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
@@ -204,6 +208,60 @@ def top_trials(engine: Engine, study: str, limit: int = 10, sort: str = "value",
                      params=params.get(r[0], {}), user_attrs=attrs.get(r[0], {})) for r in rows]
 
 
+def objectives(engine: Engine, study: str) -> list[tuple[str, str]]:
+    """(name, 'maximize'/'minimize') of each objective, in order; names from Optuna's metric names, else
+    "objective N"."""
+    study_id, _ = study_info(engine, study)
+    directions = [str(d).lower() for (d,) in _execute(
+        engine, "SELECT direction FROM study_directions WHERE study_id = :sid ORDER BY objective", sid=study_id)]
+    names: list[Any] = []
+    for (value_json,) in _execute(engine, "SELECT value_json FROM study_system_attributes WHERE study_id = :sid "
+                                          "AND key = 'study:metric_names'", sid=study_id):
+        ok, loaded = _loads(value_json, f"the metric names of study {study!r}")
+        names = loaded if ok and isinstance(loaded, list) and len(loaded) == len(directions) else []
+    return [(str(names[i]) if names else f"objective {i}", d) for i, d in enumerate(directions)]
+
+
+def pareto_front(engine: Engine, study: str) -> list[TrialRow]:
+    """The completed trials no other completed trial dominates (as good in every objective, better in one),
+    best first by the first objective; each row carries `values`. One objective: the best trial(s)."""
+    study_id, _ = study_info(engine, study)
+    maximize = [d == "maximize" for _, d in objectives(engine, study)]
+    values: dict[int, list[float | None]] = {}
+    for trial_id, objective, value in _execute(
+            engine, "SELECT v.trial_id, v.objective, v.value FROM trial_values v JOIN trials t ON "
+                    "t.trial_id = v.trial_id WHERE t.study_id = :sid AND t.state = 'COMPLETE'", sid=study_id):
+        values.setdefault(trial_id, [None] * len(maximize))[objective] = value
+    # Compared as "larger is better" in every objective.
+    points = {tid: [v if up else -v for v, up in zip(vals, maximize, strict=True)]
+              for tid, vals in values.items() if all(v is not None for v in vals)}
+    front = [tid for tid, p in points.items()
+             if not any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q in points.values())]
+    if not front:
+        return []
+    rows = _execute(engine, "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+                            "WHERE trial_id IN :ids", ids=front)
+    params, attrs = _details(engine, front)
+    out = [TrialRow(trial=r[1], trial_id=r[0], state=r[2], value=values[r[0]][0], duration=_duration(r[3], r[4]),
+                    params=params.get(r[0], {}), user_attrs=attrs.get(r[0], {}), values=values[r[0]]) for r in rows]
+    return sorted(out, key=lambda r: (-points[r.trial_id][0], r.trial))
+
+
+def with_values(engine: Engine, rows: list[TrialRow]) -> list[TrialRow]:
+    """`rows` with every objective's value filled in (`values`), for a study of several objectives."""
+    if not rows:
+        return rows
+    found: dict[int, dict[int, float | None]] = {}
+    for trial_id, objective, value in _execute(
+            engine, "SELECT trial_id, objective, value FROM trial_values WHERE trial_id IN :ids",
+            ids=[r.trial_id for r in rows]):
+        found.setdefault(trial_id, {})[objective] = value
+    count = 1 + max((o for v in found.values() for o in v), default=0)
+    for r in rows:
+        r.values = [found.get(r.trial_id, {}).get(i) for i in range(count)]
+    return rows
+
+
 def best(engine: Engine, study: str) -> dict[str, Any]:
     """`{"study", "trial", "value", "params", "user_attrs"}` of the study's best completed trial.
 
@@ -214,7 +272,13 @@ def best(engine: Engine, study: str) -> dict[str, Any]:
     if not rows:
         raise HpsearchError(f"study {study!r} has no completed trial yet; see `hpsearch status --study {study}`")
     r = rows[0]
-    return {"study": study, "trial": r.trial, "value": r.value, "params": r.params, "user_attrs": r.user_attrs}
+    out = {"study": study, "trial": r.trial, "value": r.value, "params": r.params, "user_attrs": r.user_attrs}
+    objs = objectives(engine, study)
+    if len(objs) > 1:  # several objectives: the best by the first, and the trade-offs no trial beats
+        out["objectives"] = [{"name": n, "direction": d} for n, d in objs]
+        out["values"] = with_values(engine, rows)[0].values
+        out["pareto_front"] = [row.as_dict() for row in pareto_front(engine, study)]
+    return out
 
 
 def leaderboard(engine: Engine) -> list[dict[str, Any]]:

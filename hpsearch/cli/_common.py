@@ -207,6 +207,7 @@ def spec_from_args(args: argparse.Namespace, storage_url: str | None = None) -> 
         "fixed": parse_assignments(args.set) or None,
         "search_training": args.search_training.split(",") if args.search_training else None,
         "model_options": {"weights": args.weights} if args.weights else None,
+        "objectives": getattr(args, "objective", None) or None,
     }
     return StudySpec.load(args.spec, overrides, base)
 
@@ -234,6 +235,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validation-split", type=float, help="validation fraction (default 0.1)")
     p.add_argument("--metric", help="objective metric (default val_accuracy)")
     p.add_argument("--direction", choices=("maximize", "minimize"))
+    p.add_argument("--objective", action="append", metavar="NAME[:DIRECTION]",
+                   help="a further objective beside --metric (repeatable): a metric Keras logs (e.g. val_loss), "
+                   "parameters or latency_ms; the study keeps the Pareto front (`hpsearch best`), without pruning")
     p.add_argument("--sampler", help="tpe (default), random, cmaes, qmc or grid")
     p.add_argument("--pruner", help="successive-halving (default: rungs at epochs 1, 3, 9...), hyperband, median "
                    "or none")

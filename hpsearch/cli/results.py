@@ -40,6 +40,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     attrs = result["user_attrs"]
     console = make_console()
+    if "pareto_front" in result:
+        _print_front(args.study, result, console)
     console.print(f"study {args.study}: best trial {result['trial']}, value {result['value']:.6g}", markup=False)
     table = Table()
     table.add_column("param")
@@ -51,6 +53,25 @@ def cmd_best(args: argparse.Namespace) -> int:
             table.add_row(f"[dim]{key}[/]", str(attrs[key]))
     print_output(table, args.format, console)
     return 0
+
+
+def _print_front(study: str, result: dict[str, Any], console: Any) -> None:
+    """The Pareto front of a study of several objectives: one row per trade-off no other trial beats."""
+    from rich.table import Table
+
+    names = [o["name"] for o in result["objectives"]]
+    arrows = ["↑" if o["direction"] == "maximize" else "↓" for o in result["objectives"]]
+    front = result["pareto_front"]
+    params = list(dict.fromkeys(k for r in front for k in r["params"]))
+    table = Table(title=f"study {study}: Pareto front, {len(front)} trial(s) no other trial beats in every "
+                        "objective", title_justify="left")
+    for column in ("trial", *(f"{n} {a}" for n, a in zip(names, arrows, strict=True)), "test acc", *params):
+        table.add_column(column)
+    for r in front:
+        test = r["user_attrs"].get("test_accuracy")
+        table.add_row(str(r["trial"]), *(_short(v) for v in r["values"]), _short(test) if test is not None else "-",
+                      *(_short(r["params"].get(n, "")) for n in params))
+    console.print(table)
 
 
 # ------------------------------------------------------------------------------------------------------ trials
@@ -68,28 +89,38 @@ def register_trials(subparsers: Subparsers) -> None:
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
-    from hpsearch.storage.queries import make_engine, top_trials
+    from hpsearch.storage.queries import make_engine, objectives, top_trials, with_values
 
     states = args.state.split(",") if args.state else None
-    rows = top_trials(make_engine(args.storage, read_only=True), args.study, args.limit, args.sort, states)
+    engine = make_engine(args.storage, read_only=True)
+    rows = top_trials(engine, args.study, args.limit, args.sort, states)
+    # A study of several objectives: a column per further objective (the first is "value").
+    others = [name for name, _ in objectives(engine, args.study)[1:]]
+    if others:
+        with_values(engine, rows)
+
+    def extra(r: Any) -> list[Any]:
+        return list((r.values or [])[1:]) + [None] * (len(others) - len((r.values or [])[1:]))
+
     if args.format == "json":
         print_output([r.as_dict() for r in rows], args.format)
         return 0
     names = list(dict.fromkeys(k for r in rows for k in r.params))
     if args.format == "csv":
-        lines = [["trial", "state", "value", "duration_seconds", "test_accuracy", *names]]
-        lines += ([r.trial, r.state, r.value, r.duration, r.user_attrs.get("test_accuracy"),
+        lines = [["trial", "state", "value", *others, "duration_seconds", "test_accuracy", *names]]
+        lines += ([r.trial, r.state, r.value, *extra(r), r.duration, r.user_attrs.get("test_accuracy"),
                    *(r.params.get(n, "") for n in names)] for r in rows)
         print_output(lines, args.format)
         return 0
     from rich.table import Table
 
     table = Table(title=f"study {args.study}: {len(rows)} trial(s) by {args.sort}", title_justify="left")
-    for column in ("trial", "state", "value", "test acc", "seconds", *names):
+    for column in ("trial", "state", "value", *others, "test acc", "seconds", *names):
         table.add_column(column)
     for r in rows:
         test = r.user_attrs.get("test_accuracy")
         table.add_row(str(r.trial), r.state.lower(), f"{r.value:.4f}" if r.value is not None else "-",
+                      *(_short(v) if v is not None else "-" for v in extra(r)),
                       f"{test:.4f}" if test is not None else "-", f"{r.duration:.0f}" if r.duration else "-",
                       *(_short(r.params.get(n, "")) for n in names))
     print_output(table, args.format)

@@ -19,6 +19,7 @@ from hpsearch.cli._common import (
     require_at_least_one,
     spec_from_args,
 )
+from hpsearch.errors import UsageError
 
 if TYPE_CHECKING:
     from hpsearch.cli._common import Subparsers
@@ -126,7 +127,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from hpsearch.search.keras_tuner_engine import tune
     from hpsearch.search.preflight import check_spec
 
-    spec = check_spec(spec_from_args(args)).spec
+    spec = spec_from_args(args)
+    if spec.objectives:
+        raise UsageError("the keras-tuner engine searches one objective (--metric); several objectives and their "
+                         "Pareto front need `hpsearch run`")
+    spec = check_spec(spec).spec
     result = tune(args.tuner, spec, args.directory, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     if args.format == "json":
         print_output(result, args.format)

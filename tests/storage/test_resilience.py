@@ -99,3 +99,67 @@ def test_all_connections_terminated_mid_study(postgres_server) -> None:
 
     study, codes = _run_with_fault(postgres_server, terminate)
     _check(study, codes, "pg_terminate_backend of every connection while 3 workers run")
+
+
+TINY_BUILDER = '''
+import keras
+
+
+def build(hp):
+    units = hp.Int("units", 8, 32)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+'''
+
+
+def test_launcher_and_its_workers_survive_a_server_restart(postgres_server, tmp_path) -> None:
+    """`hpsearch run` itself (progress loop, respawns, final summary) waits out a restart as its workers do."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tiny.py").write_text(TINY_BUILDER)
+    url = postgres_server.create_database()
+    trials = 16
+    env = {**os.environ, "HPSEARCH_STORAGE": url, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch", "run", "--study", "outage", "--model", "tiny.py:build",
+                             "--dataset", "mnist-sample", "--train-size", "1000", "--epochs", "4", "--trials",
+                             str(trials), "--pruner", "none", "--workers", "2", "--heartbeat-interval", "1",
+                             "--grace-period", "4", "--artifacts", str(tmp_path / "art")],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if _complete_in(url, "outage") >= 2:
+                break
+        except Exception:  # the study is not created yet
+            pass
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before the fault: trials are too short for this test"
+    postgres_server.stop_server("fast")
+    time.sleep(5)  # several progress polls fail
+    postgres_server.start_server()
+    out, _ = proc.communicate(timeout=600)
+
+    study = optuna.load_study(study_name="outage", storage=url)
+    states = [t.state for t in study.get_trials()]
+    from tests.conftest import record_reliability
+
+    record_reliability("PostgreSQL restarted under `hpsearch run` (launcher + 2 workers)", faults=1, workers=2,
+                       expected_complete=trials, found_complete=states.count(TrialState.COMPLETE),
+                       running=states.count(TrialState.RUNNING), failed=states.count(TrialState.FAIL),
+                       launcher_exit_code=proc.returncode, errors=int(proc.returncode != 0))
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert "storage unreachable" in out and "progress resumes" in out, out[-3000:]
+    assert states.count(TrialState.COMPLETE) == trials
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert f"{trials} complete" in out
+
+
+def _complete_in(url: str, name: str) -> int:
+    study = optuna.load_study(study_name=name, storage=url)
+    return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
