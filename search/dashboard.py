@@ -7,9 +7,13 @@ import ipaddress
 import socket
 import socketserver
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hpsearch.errors import UsageError
+
+if TYPE_CHECKING:
+    import optuna
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 NO_AUTH_WARNING = ("optuna-dashboard has no authentication and can delete studies: anyone who reaches {host}:{port} "
@@ -62,6 +66,15 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def dashboard_storage(storage_url: str) -> optuna.storages.RDBStorage:
+    """The storage the dashboard serves: an existing database, opened as it is. optuna-dashboard writes notes and
+    deletions on a user's request, so it is not read-only; but it neither switches journal modes nor adds indexes
+    to a database it only shows, and runs no heartbeat or retry of its own."""
+    from hpsearch.storage import open_storage
+
+    return open_storage(storage_url, heartbeat_interval=None, grace_period=None, retry=False, tune=False)
+
+
 def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, artifacts: str | None = None,
           ready: object | None = None, on_listening: Callable[[], None] | None = None) -> None:
     """Serves the dashboard until interrupted.
@@ -82,7 +95,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, artifacts
     check_port(port)
     import optuna_dashboard
 
-    from hpsearch.storage import artifact_dir, open_storage
+    from hpsearch.storage import artifact_dir
     from hpsearch.storage.artifacts import open_artifact_store
 
     server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
@@ -91,7 +104,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, artifacts
     except OSError as exc:
         raise bind_error(host, port, exc) from None
     with server:
-        storage = open_storage(storage_url, heartbeat_interval=None, grace_period=None, retry=False)
+        storage = dashboard_storage(storage_url)
         store = open_artifact_store(artifact_dir(storage_url, artifacts))
         server.set_app(optuna_dashboard.wsgi(storage, artifact_store=store))
         if on_listening is not None:

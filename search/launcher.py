@@ -470,7 +470,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
     import optuna
 
     from hpsearch.search.breaker import stop_reason
-    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, caused_by_storage
+    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, caused_by_storage, fail_orphaned_trials
 
     respawns = 0
     start = time.monotonic()
@@ -524,6 +524,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
         if procs:
             try:
                 optuna.storages.fail_stale_trials(study)
+                fail_orphaned_trials(study)
             except Exception as exc:
                 if not caused_by_storage(exc):
                     raise  # an outage shows at the next measure

@@ -211,7 +211,12 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
 
     from hpsearch.search.breaker import describe, stop_reason
     from hpsearch.search.budget import check_budget, count_trials, remaining_budget
-    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, STORAGE_RETRY_SECONDS, caused_by_storage
+    from hpsearch.storage import (
+        STORAGE_OUTAGE_SECONDS,
+        STORAGE_RETRY_SECONDS,
+        caused_by_storage,
+        fail_orphaned_trials,
+    )
     from hpsearch.storage.locks import StudyLock
 
     lock = StudyLock(study)
@@ -238,6 +243,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
                     if not count_trials(study, (TrialState.RUNNING,)):
                         break
                     optuna.storages.fail_stale_trials(study)
+                    fail_orphaned_trials(study)  # died before their first heartbeat: no stale check sees them
                     time.sleep(IDLE_POLL_SECONDS)
                     continue
                 try:

@@ -16,6 +16,7 @@ from hpsearch.storage._rdb import (
     STORAGE_RETRY_SECONDS,
     caused_by_storage,
     database_error,
+    fail_orphaned_trials,
     load_study_read_only,
     open_storage,
     open_storage_read_only,
@@ -25,5 +26,5 @@ from hpsearch.storage._urls import DEFAULT_URL, STORAGE_ENV, artifact_dir, mask_
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_HEARTBEAT_INTERVAL", "DEFAULT_URL", "STORAGE_ENV", "STORAGE_ERRORS",
            "STORAGE_OUTAGE_SECONDS", "STORAGE_RETRY_SECONDS", "artifact_dir", "caused_by_storage", "database_error",
-           "load_study_read_only", "mask_url", "open_storage", "open_storage_read_only", "redact", "resolve_url",
-           "storage_errors_as_messages"]
+           "fail_orphaned_trials", "load_study_read_only", "mask_url", "open_storage", "open_storage_read_only",
+           "redact", "resolve_url", "storage_errors_as_messages"]

@@ -215,9 +215,11 @@ def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
 
 
 def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL,
-                 grace_period: int | None = DEFAULT_GRACE_PERIOD, retry: bool = True) -> optuna.storages.RDBStorage:
+                 grace_period: int | None = DEFAULT_GRACE_PERIOD, retry: bool = True, tune: bool = True
+                 ) -> optuna.storages.RDBStorage:
     """Opens the study database for writing (creating it if needed), with heartbeats and one retry of trials whose
-    worker died; a SQLite file is switched to WAL and the query indexes are added.
+    worker died; with `tune`, a SQLite file is switched to WAL and the query indexes are added (a process that
+    only serves what is there, the dashboard, passes False and leaves the database as it found it).
 
     Raises:
         UsageError: the URL is malformed, names an unknown driver or an in-memory database, the SQLite path is a
@@ -233,7 +235,7 @@ def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAUL
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if retry else None
     try:
         storage = _create_rdb_storage(url, callback, heartbeat_interval, grace_period)
-        if db is not None:
+        if db is not None and tune:
             _enable_wal(storage)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         raise _malformed(url, exc) from None
@@ -241,7 +243,8 @@ def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAUL
         raise database_error(exc, url) from None
     except RuntimeError as exc:  # Optuna's schema version check
         raise _schema_error(url, exc) from None
-    _ensure_indexes(storage)
+    if tune:
+        _ensure_indexes(storage)
     return storage
 
 
@@ -358,3 +361,44 @@ def rdb_engine(study: optuna.Study) -> Any:
     storage = study._storage
     backend = getattr(storage, "_backend", storage)
     return getattr(backend, "engine", None)
+
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Fails the RUNNING trials that never recorded a heartbeat and started more than the grace period ago.
+
+    A worker that dies (or loses the database) between creating its trial and recording the first heartbeat leaves
+    a trial Optuna's stale-trial check never fails (it skips trials without a heartbeat), and that trial would hold
+    a place in the budget for ever. Only storages with heartbeats are checked: without them every running trial
+    lacks one. Returns the numbers of the trials failed; each keeps the reason in `fail_reason`.
+    """
+    from datetime import datetime, timedelta
+
+    import optuna
+    import sqlalchemy
+
+    backend = getattr(study._storage, "_backend", study._storage)
+    interval = getattr(backend, "heartbeat_interval", None)
+    engine = getattr(backend, "engine", None)
+    if not interval or engine is None:
+        return []
+    grace = timedelta(seconds=getattr(backend, "grace_period", None) or 2 * interval)
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text(
+            "SELECT t.trial_id, t.number, t.datetime_start FROM trials t LEFT JOIN trial_heartbeats h "
+            "ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL"),
+            {"sid": study._study_id}).all()
+    failed = []
+    now = datetime.now()  # Optuna stamps datetime_start with the creating worker's clock
+    for trial_id, number, started in rows:
+        if isinstance(started, str):
+            started = datetime.fromisoformat(started)
+        if started is None or now - started <= grace:
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial_id, "fail_reason", "its worker stopped before the trial's "
+                                               "first heartbeat (killed, or the database went away)")
+            study._storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it ended meanwhile
+        failed.append(int(number))
+    return failed

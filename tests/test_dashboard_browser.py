@@ -36,6 +36,10 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     result = run_cli("run", "--study", "dash-r4", "--model", "resnet4", "--dataset", "mnist-sample", "--train-size",
                      "1500", "--epochs", "2", "--trials", "3", "--workers", "2", "--pruner", "none", cwd=d)
     assert result.returncode == 0, result.stderr[-3000:]
+    several = run_cli("run", "--study", "dash-mo", "--model", "resnet4", "--dataset", "mnist-sample", "--train-size",
+                      "1500", "--epochs", "1", "--trials", "3", "--workers", "2", "--objective", "parameters",
+                      cwd=d)
+    assert several.returncode == 0, several.stderr[-3000:]
     from tests.postgres import free_port
 
     port = free_port()
@@ -66,7 +70,7 @@ def test_dashboard_shows_study_best_value_and_params(served, tmp_path: Path) -> 
     study = optuna.load_study(study_name="dash-r4", storage=f"sqlite:///{d / 'hpsearch.db'}")
     best = study.best_trial
     summaries = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10))
-    study_id = summaries["study_summaries"][0]["study_id"]
+    study_id = next(s["study_id"] for s in summaries["study_summaries"] if s["study_name"] == "dash-r4")
     home = render(f"http://127.0.0.1:{port}/dashboard", tmp_path / "p1", "--dump-dom")
     assert "dash-r4" in home.stdout, home.stderr[-2000:]
     page = render(f"http://127.0.0.1:{port}/dashboard/studies/{study_id}", tmp_path / "p2", "--dump-dom")
@@ -93,9 +97,19 @@ def test_dashboard_binds_loopback_and_warns_elsewhere() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch", "dashboard", "--host", "0.0.0.0", "--port", str(port),
                              "--storage", "sqlite:///:memory:"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    time.sleep(8)
-    proc.kill()
-    out = proc.communicate()[0]
+    out = proc.communicate(timeout=60)[0]  # it warns, then refuses the in-memory database and ends
     assert "no authentication" in out and "authenticating proxy" in out
     help_text = run_cli("dashboard", "--help").stdout
     assert "default 127.0.0.1" in help_text
+
+
+def test_dashboard_names_every_objective(served, tmp_path: Path) -> None:
+    d, port = served
+    summaries = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10))
+    ids = {s["study_name"]: s["study_id"] for s in summaries["study_summaries"]}
+    for name, objectives in (("dash-r4", ["val_accuracy"]), ("dash-mo", ["val_accuracy", "parameters"])):
+        page = render(f"http://127.0.0.1:{port}/dashboard/studies/{ids[name]}", tmp_path / name, "--dump-dom")
+        assert name in page.stdout, page.stderr[-2000:]
+        for objective in objectives:
+            assert objective in page.stdout
+        assert "Objective 0" not in page.stdout and "Objective 1" not in page.stdout

@@ -84,7 +84,8 @@ def test_own_builder_on_own_arrays_from_the_cli_with_real_workers(tmp_path: Path
     (tmp_path / "net.py").write_text(BUILDER_FILE)
     url = f"sqlite:///{tmp_path / 'own.db'}"
     result = run_cli("run", "--storage", url, "--study", "own", "--model", "net.py:build", "--dataset",
-                     "npz:digits.npz", "--trials", "4", "--workers", "2", "--epochs", "3", "--format", "json",
+                     "npz:digits.npz", "--trials", "4", "--workers", "2", "--epochs", "3", "--enqueue-defaults",
+                     "--format", "json",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout[result.stdout.index("{"):])

@@ -23,7 +23,7 @@ def test_own_builder_file_on_fashion_mnist(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tiny.db'}"
     run = run_cli("run", "--storage", url, "--study", "tiny-fashion", "--model", "examples/tiny_convnet.py:build",
                   "--dataset", "fashion-mnist", "--train-size", "3000", "--trials", "3", "--epochs", "2",
-                  "--workers", "2", "--format", "json", cwd=ROOT)
+                  "--workers", "2", "--enqueue-defaults", "--format", "json", cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     best = optuna.load_study(study_name="tiny-fashion", storage=url).best_trial
     assert best.value > 0.6 and best.user_attrs["test_accuracy"] > 0.6

@@ -172,10 +172,13 @@ def test_workers_never_outnumber_the_trials_and_extra_cores_cost_a_warning() -> 
     assert plan_workers(1, None, 50, console).workers == 1 and not console.export_text()
 
 
-def test_auto_workers_say_what_they_chose_and_why() -> None:
+def test_auto_workers_say_what_they_chose_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
+    from hpsearch.search import launcher
     from hpsearch.search.launcher import plan_workers
+
+    monkeypatch.setattr(launcher, "available_memory_gb", lambda: None)  # the rule alone, whatever memory is free
     from hpsearch.search.resources import plan
     from hpsearch.search.worker import available_cores
 

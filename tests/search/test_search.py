@@ -52,9 +52,11 @@ def test_two_workers_run_exactly_the_budget_and_resume_runs_only_what_is_missing
             assert {"test_accuracy", "val_accuracy", "parameters", "epochs_run", "train_seconds",
                     "images_per_second"} <= set(t.user_attrs)
             assert t.value == pytest.approx(max(t.intermediate_values.values()))
-            assert 0.3 < t.user_attrs["test_accuracy"] <= 1.0
+            assert 0.0 <= t.user_attrs["test_accuracy"] <= 1.0
             assert (tmp_path / "hp-artifacts" / t.user_attrs["artifact:curves"]).stat().st_size > 0
     best = study.best_trial
+    # A random draw that ran to the end can sit near chance; the best (the defaults at worst) has learned.
+    assert best.user_attrs["test_accuracy"] > 0.3
     for kind in ("model", "confusion-matrix", "classification-report"):
         assert (tmp_path / "hp-artifacts" / best.user_attrs[f"artifact:{kind}"]).is_file()
 
@@ -153,8 +155,9 @@ def test_shipped_study_specs_are_valid() -> None:
 def test_killed_worker_trial_is_retried_and_the_study_completes(tmp_path: Path, storage_url: str) -> None:
     url = storage_url
     n = 4
-    # Enough epochs that the trial is still training when the kill lands (an epoch here takes well under a second).
-    spec = StudySpec(study="kill", trials=n, epochs=8, pruner="none", **SMALL)
+    # A small fixed configuration with patience beyond its epochs: every trial trains all 12 epochs, each short.
+    spec = StudySpec(study="kill", trials=n, epochs=12, pruner="none",
+                     fixed={"filters": 8, "kernel_size": 3, "patience": 12}, **SMALL)
     create_or_resume(spec, open_storage(url))
     env = {**os.environ, "HPSEARCH_STORAGE": url, "HPSEARCH_THREADS": "1"}
     args = [sys.executable, "-m", "hpsearch", "worker", "--study", "kill", "--heartbeat-interval", "1",
@@ -166,10 +169,14 @@ def test_killed_worker_trial_is_retried_and_the_study_completes(tmp_path: Path, 
         deadline = time.time() + 300
         killed_trial = None
         while time.time() < deadline and killed_trial is None:
+            # Frozen first, then checked: the trial is certainly mid-training when the kill lands.
+            victim.send_signal(signal.SIGSTOP)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.user_attrs.get("worker", "").endswith(f":{victim.pid}") and t.user_attrs.get("epoch", 0) >= 2:
                     killed_trial = t
-            time.sleep(0.5)
+            if killed_trial is None:
+                victim.send_signal(signal.SIGCONT)
+                time.sleep(0.3)
         assert killed_trial is not None, "the first worker never reached epoch 2"
         victim.send_signal(signal.SIGKILL)
         victim.wait()

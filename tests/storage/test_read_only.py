@@ -74,6 +74,20 @@ def test_read_commands_leave_a_plain_optuna_database_as_it_was(
     assert not [n for n in facts[1] if n.startswith("ix_hpsearch")]
 
 
+def test_the_dashboard_shows_a_plain_optuna_database_without_tuning_it(plain_db: Path) -> None:
+    from hpsearch.search.dashboard import dashboard_storage
+
+    facts = sqlite_facts(plain_db)
+    storage = dashboard_storage(f"sqlite:///{plain_db}")
+    assert [s.study_name for s in storage.get_all_studies()] == ["s"]
+    storage.engine.dispose()
+    assert sqlite_facts(plain_db) == facts and facts[0] == "delete"  # no WAL switch, no index of ours
+    assert not [n for n in facts[1] if n.startswith("ix_hpsearch")]
+    # What the workers open is tuned: the check above can fail.
+    open_storage(f"sqlite:///{plain_db}").engine.dispose()
+    assert sqlite_facts(plain_db) != facts
+
+
 @pytest.mark.parametrize("command", READ_COMMANDS, ids=_ids)
 def test_a_typo_in_the_sqlite_path_creates_nothing(command: list[str], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

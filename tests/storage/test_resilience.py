@@ -163,3 +163,108 @@ def test_launcher_and_its_workers_survive_a_server_restart(postgres_server, tmp_
 def _complete_in(url: str, name: str) -> int:
     study = optuna.load_study(study_name=name, storage=url)
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid` (from /proc: no extra dependency)."""
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_chaos_killed_workers_and_a_server_restart_lose_nothing(postgres_server, tmp_path) -> None:
+    """`hpsearch run` and hand-started workers on one study; a supervisor kill -9s a random worker every few
+    seconds (restarting the hand-started ones; the launcher respawns its own) and the server restarts once."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "tiny.py").write_text(TINY_BUILDER)
+    url = postgres_server.create_database()
+    trials = 24
+    env = {**os.environ, "HPSEARCH_STORAGE": url, "PYTHONWARNINGS": "ignore"}
+    timing = ["--heartbeat-interval", "1", "--grace-period", "4"]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", "--study", "chaos", "--model", "tiny.py:build", "--dataset",
+         "mnist-sample", "--train-size", "1000", "--epochs", "4", "--trials", str(trials), "--pruner", "none",
+         "--workers", "1", "--artifacts", str(tmp_path / "art"), *timing],
+        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", "--study", "chaos", *timing],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            _complete_in(url, "chaos")
+            break
+        except Exception:  # not created yet
+            time.sleep(0.5)
+    hand = [start_worker(), start_worker()]
+    rng = random.Random(0)
+    kills = {"hand": 0, "launcher's": 0}
+    restarted = False
+    deadline = time.time() + 600
+    while launcher.poll() is None and time.time() < deadline:
+        time.sleep(6)
+        try:
+            done = _complete_in(url, "chaos")
+        except Exception:  # the server is still coming back
+            continue
+        if not restarted and done >= trials // 3:
+            postgres_server.stop_server("fast")
+            time.sleep(3)
+            postgres_server.start_server()
+            restarted = True
+            continue
+        if sum(kills.values()) >= 6 or done >= trials - 3:
+            continue  # enough chaos; let the study finish
+        theirs = _children(launcher.pid) if kills["launcher's"] < 2 else []  # the launcher respawns 3 at most
+        victims = [("hand", i) for i, p in enumerate(hand) if p.poll() is None] + [("launcher's", pid)
+                                                                                    for pid in theirs]
+        if not victims:
+            continue
+        kind, which = rng.choice(victims)
+        if kind == "hand":
+            hand[which].kill()
+            hand[which].wait()
+            hand[which] = start_worker()
+        else:
+            os.kill(which, signal.SIGKILL)
+        kills[kind] += 1
+    out, _ = launcher.communicate(timeout=300)
+    codes = [p.wait(timeout=300) for p in hand]
+
+    study = optuna.load_study(study_name="chaos", storage=url)
+    all_trials = study.get_trials()
+    states = [t.state for t in all_trials]
+    from tests.conftest import record_reliability
+
+    record_reliability("chaos: kill -9 of random workers (hand-started and the launcher's) every 6 s + a PostgreSQL "
+                       "restart", faults=sum(kills.values()) + 1, workers=3, expected_complete=trials,
+                       found_complete=states.count(TrialState.COMPLETE), running=states.count(TrialState.RUNNING),
+                       failed=states.count(TrialState.FAIL), launcher_exit_code=launcher.returncode,
+                       worker_exit_codes=codes, errors=int(launcher.returncode != 0) + sum(c != 0 for c in codes))
+    assert restarted and sum(kills.values()) >= 3, kills
+    assert launcher.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert codes == [0, 0]
+    assert states.count(TrialState.COMPLETE) == trials
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    for t in all_trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.value is not None and 0.0 <= t.value <= 1.0 and set(t.params) >= {"units"}
+            assert t.user_attrs["val_accuracy"] == pytest.approx(t.value, abs=1e-6)

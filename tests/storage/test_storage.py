@@ -149,3 +149,30 @@ def test_four_local_workers_share_one_database_exactly(storage_url: str) -> None
     # Exactly the budget: no surplus trial (the study lock), no lock error, no trial left running.
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 40
     assert sorted(t.number for t in trials) == list(range(40))
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(storage_url: str) -> None:
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hpsearch.storage import fail_orphaned_trials, open_storage
+
+    storage = open_storage(storage_url, heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="orphans", storage=storage)
+    orphan = study.ask()  # created, never a heartbeat: what a worker killed right after creating it leaves
+    beating = study.ask()
+    time.sleep(2.5)
+    storage.record_heartbeat(beating._trial_id)
+    fresh = study.ask()  # no heartbeat yet either, but younger than the grace period
+    assert fail_orphaned_trials(study) == [orphan.number]
+    by_number = {t.number: t for t in study.get_trials()}
+    assert by_number[orphan.number].state == TrialState.FAIL
+    assert "before the trial's first heartbeat" in by_number[orphan.number].user_attrs["fail_reason"]
+    assert by_number[beating.number].state == by_number[fresh.number].state == TrialState.RUNNING
+    assert fail_orphaned_trials(study) == []
+    # Without heartbeats no running trial has one: none is touched.
+    plain = optuna.load_study(study_name="orphans", storage=open_storage(storage_url, heartbeat_interval=None))
+    time.sleep(2.5)
+    assert fail_orphaned_trials(plain) == []
