@@ -158,12 +158,17 @@ class Objective:
 
     @staticmethod
     def _fail(trial: optuna.trial.Trial, reason: str, exc: BaseException | None = None) -> TrialFailed:
-        """Records why the trial failed (and the last frames of `exc`'s traceback) on it."""
+        """Records why the trial failed (and the last frames of `exc`'s traceback) on it, passwords masked: the
+        dashboard and `trials` show both."""
+        from hpsearch.storage import redact
+
+        reason = redact(reason)
         trial.set_user_attr("fail_reason", reason[:1000])
         if exc is not None:
             import traceback
 
-            trial.set_user_attr("fail_traceback", "".join(traceback.format_exception(exc, limit=-6))[-4000:])
+            trial.set_user_attr("fail_traceback",
+                                redact("".join(traceback.format_exception(exc, limit=-6)))[-4000:])
         logger.warning("trial %d failed: %s", trial.number, reason)
         return TrialFailed(reason)
 

@@ -72,3 +72,22 @@ def test_optuna_conventions_study_name_and_optuna_storage(study_url: str) -> Non
 def test_the_objective_is_named_after_its_metric(study_url: str) -> None:
     """optuna-dashboard and Optuna's tools show "val_accuracy", not "Objective 0"."""
     assert optuna.load_study(study_name="light", storage=study_url).metric_names == ["val_accuracy"]
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """A bug (here: a query that raises what no handler expects) ends in one masked line, exit 1; --debug raises."""
+    from hpsearch.cli import main
+    from hpsearch.storage import queries
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("lost at postgresql://ann:S3cret@db.example/studies\nsecond line")
+
+    monkeypatch.setattr(queries, "make_engine", broken)
+    assert main(["studies", "--storage", f"sqlite:///{tmp_path / 'x.db'}"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["hpsearch studies: failed: unexpected RuntimeError: lost at "
+                                "postgresql://ann:***@db.example/studies (run again with --debug for the traceback, "
+                                "and please report it)"]
+    with pytest.raises(RuntimeError, match="lost at"):
+        main(["studies", "--debug", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])

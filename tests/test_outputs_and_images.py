@@ -156,6 +156,13 @@ def test_train_checks_out_before_training(tmp_path: Path, capsys: pytest.Capture
     message = _fails(capsys, [*TRAIN, "--out", str(tmp_path / "afile" / "run")], 2, silent=True)
     assert "cannot be created: " in message
 
+    # Unwritable places (the tests run as root, so chmod proves nothing; sysfs refuses even root).
+    message = _fails(capsys, [*TRAIN, "--out", "/sys/hpsearch-out"], 2, silent=True)
+    assert message.endswith("--out /sys/hpsearch-out cannot be created (Operation not permitted); give a directory "
+                            "you can write to")
+    message = _fails(capsys, [*TRAIN, "--out", "/sys"], 2, silent=True)
+    assert "--out /sys is not writable (" in message and message.endswith("give a directory you can write to")
+
     out = tmp_path / "run"
     out.mkdir()
     (out / "result.json").write_text("an earlier run")

@@ -116,3 +116,21 @@ def test_a_resolved_storage_password_is_masked_anywhere(tmp_path: Path) -> None:
     except UsageError:
         pass
     assert SECRET not in redact(f"FATAL: password authentication failed, got {odd}")
+
+
+def test_a_failed_trial_keeps_its_reason_and_traceback_without_the_password() -> None:
+    import optuna
+
+    from hpsearch.search.objective import Objective
+
+    study = optuna.create_study()
+    trial = study.ask()
+    try:
+        raise RuntimeError("cannot reach postgresql://ann:S3cret@db.example/data")
+    except RuntimeError as exc:
+        error = Objective._fail(trial, f"builder error: {exc}", exc)
+    attrs = study.trials[0].user_attrs
+    assert "S3cret" not in attrs["fail_reason"] and "S3cret" not in attrs["fail_traceback"]
+    assert "S3cret" not in str(error)
+    assert "postgresql://ann:***@db.example/data" in attrs["fail_reason"]
+    assert "RuntimeError" in attrs["fail_traceback"]
