@@ -86,7 +86,7 @@ class SearchResult:
         study = self.study
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             raise HpsearchError(f"study {self.study_name!r} has no completed trial yet")
-        from hpsearch.search.results import best_trial
+        from hpsearch.search.ranking import best_trial
 
         return best_trial(study)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.search.ranking import better
 from hpsearch.search.resources import WORKER_MEMORY_GB, Plan, plan, single_thread_cost
 from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
 from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV
@@ -163,8 +164,7 @@ def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:
         if t.state == TrialState.COMPLETE:
             p.complete += 1
             value = t.values[0] if t.values else None  # the first objective (the metric) in a Pareto study
-            if value is not None and (p.best_value is None or (value > p.best_value if spec.direction ==
-                                                               "maximize" else value < p.best_value)):
+            if value is not None and (p.best_value is None or better(value, p.best_value, spec.direction)):
                 p.best_value, p.best_trial = value, t.number
         elif t.state == TrialState.PRUNED:
             p.pruned += 1

@@ -17,6 +17,7 @@ from hpsearch.errors import HpsearchError, TrialFailed
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
 from hpsearch.search.callbacks import OptunaReportCallback
+from hpsearch.search.ranking import best_of, better
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
 
@@ -132,7 +133,7 @@ class Objective:
             trial.set_user_attr("test_accuracy", round(result.test_accuracy, 6))
             trial.set_user_attr("test_loss", round(result.test_loss, 6))
         history = result.history.get(self.spec.metric, [])
-        value = (max if self.spec.direction == "maximize" else min)(history)
+        value = best_of(history, self.spec.direction)
         self._store_artifacts(trial, model, result, value, dict(hp.values))
         if not self.spec.multi_objective:
             return float(value)
@@ -176,17 +177,15 @@ class Objective:
         """True when this trial's result would rank among the k best completed trials of the study so far."""
         if not values:
             return True
-        maximize = self.spec.direction == "maximize"
-        value = max(values) if maximize else min(values)
-        better = sum(v > value if maximize else v < value for v in _completed_values(trial))
-        return better < k
+        value = best_of(values, self.spec.direction)
+        return sum(better(v, value, self.spec.direction) for v in _completed_values(trial)) < k
 
     def _is_best_so_far(self, trial: optuna.trial.Trial, value: float) -> bool:
         done = _completed_values(trial)
         if not done:
             return True
         # A tie saves too: Optuna's best_trial may name either of two equal trials, and each then has its model.
-        return value >= max(done) if self.spec.direction == "maximize" else value <= min(done)
+        return not better(best_of(done, self.spec.direction), value, self.spec.direction)
 
     def _store_artifacts(self, trial: optuna.trial.Trial, model: Any, result: Any, value: float,
                          params: dict[str, Any]) -> None:

@@ -74,6 +74,8 @@ def load_trial(study_name: str, storage_url: str | None = None, trial_number: in
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
             raise HpsearchError(f"study {study_name!r} has no completed trial yet")
+        from hpsearch.search.ranking import best_trial
+
         trial = best_trial(study)
     else:
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -83,24 +85,6 @@ def load_trial(study_name: str, storage_url: str | None = None, trial_number: in
         if not trial.params:
             raise UsageError(f"trial {trial_number} of {study_name!r} has no params ({trial.state.name.lower()})")
     return StoredTrial(study, spec, trial, artifact_dir(url, artifacts))
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The study's best completed trial by its first objective (the metric), several objectives or one.
-
-    Raises:
-        ValueError: no completed trial (as Optuna's `best_trial`).
-    """
-    if len(study.directions) == 1:
-        return study.best_trial
-    from optuna.study import StudyDirection
-    from optuna.trial import TrialState
-
-    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-    if not done:
-        raise ValueError("no completed trial")
-    return min(done, key=lambda t: (sign * t.values[0], t.number))
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hpsearch.search.ranking import sort_key
 from hpsearch.storage.queries import TrialRow
 
 
@@ -85,7 +86,7 @@ def compare(rows: Sequence[TrialRow], maximize: bool) -> Versus | None:
         done = [r for r in group if r.state == "COMPLETE" and r.value is not None]
         if not done:
             return None
-        return max(done, key=lambda r: r.value) if maximize else min(done, key=lambda r: r.value)
+        return min(done, key=lambda r: (sort_key(r.value, "maximize" if maximize else "minimize"), r.trial))
 
     return Versus(enqueued_best=best(enqueued), searched_best=best(searched), enqueued=len(enqueued),
                   searched=len(searched), searched_pruned=sum(r.state == "PRUNED" for r in searched),

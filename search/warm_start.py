@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import UsageError
+from hpsearch.search.ranking import sort_key
 
 if TYPE_CHECKING:
     import optuna
@@ -64,8 +65,7 @@ def warm_start_params(storage: optuna.storages.BaseStorage, value: str, spec: St
     if not complete:
         raise UsageError(f"--warm-start: study {source!r} has no completed trial to start from")
     # Ranked by the first objective (the metric), also in a study of several objectives.
-    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    best = sorted(complete, key=lambda t: (sign * t.values[0], t.number))[:k]
+    best = sorted(complete, key=lambda t: (sort_key(t.values[0], study.directions[0]), t.number))[:k]
     fixed = spec.fixed_values()
     out: list[tuple[int, dict[str, Any]]] = []
     for trial in best:
