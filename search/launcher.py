@@ -182,6 +182,10 @@ def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:
     left = max(0, spec.trials - p.done)
     if durations and left:
         p.eta_seconds = sum(durations) / len(durations) * left / max(1, workers)
+    if spec.timeout and p.eta_seconds is not None:  # a time budget ends the study first
+        started = study.user_attrs.get("hpsearch_started_at")
+        if started:
+            p.eta_seconds = min(p.eta_seconds, max(0.0, float(started) + float(spec.timeout) - time.time()))
     return p
 
 

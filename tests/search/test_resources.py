@@ -71,3 +71,27 @@ def test_single_thread_cost_weighs_each_trial_by_its_threads() -> None:
     assert single_thread_cost([]) is None
     assert single_thread_cost([(0.0, 1)]) is None
     assert single_thread_cost([(100.0, 1), (100.0, 2)]) == pytest.approx((100 + 100 * speedup(2)) / 2)
+
+
+def test_the_eta_of_a_time_bounded_study_ends_with_its_time_budget() -> None:
+    import datetime
+    import time
+
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hpsearch.search.launcher import measure
+    from hpsearch.search.spec import StudySpec
+
+    spec = StudySpec(study="eta", model="cnn", trials=100_000, timeout=600)
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("hpsearch_started_at", time.time() - 100)
+    start = datetime.datetime.now() - datetime.timedelta(seconds=100)
+    for value in (0.5, 0.6):  # two trials of 50 s each
+        trial = create_trial(state=TrialState.COMPLETE, value=value)
+        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=50)
+        study.add_trial(trial)
+    progress = measure(study, spec, workers=2)
+    assert progress.eta_seconds is not None and 490 <= progress.eta_seconds <= 500  # not 50 s x 99,998 / 2
+    untimed = StudySpec(study="eta", model="cnn", trials=10)
+    assert measure(study, untimed, workers=2).eta_seconds == pytest.approx(50 * 8 / 2)
