@@ -139,6 +139,9 @@ def call_loader(ref: str) -> dict[str, np.ndarray]:
         got = loader()
     except Exception as exc:
         raise UsageError(f"dataset loader {ref!r} failed: {type(exc).__name__}: {exc}") from exc
+    if _is_tf_dataset(got) or (isinstance(got, (tuple, list, dict)) and got
+                               and all(_is_tf_dataset(v) for v in (got.values() if isinstance(got, dict) else got))):
+        return _read_tf_data(got, ref)
     if isinstance(got, dict):
         return dict(got)
     if isinstance(got, (tuple, list)):
@@ -149,7 +152,63 @@ def call_loader(ref: str) -> dict[str, np.ndarray]:
             return dict(zip(("x_train", "y_train", "x_test", "y_test"), got, strict=False))
     raise UsageError(f"dataset loader {ref!r} returned {type(got).__name__}; return a dict of arrays (x_train, "
                      "y_train, ...), (x_train, y_train), (x_train, y_train, x_test, y_test) or ((x_train, y_train), "
-                     "(x_test, y_test)); tf.data datasets are not taken yet: return arrays")
+                     "(x_test, y_test)), or tf.data datasets: train, (train, val), (train, val, test) or a dict "
+                     "with train, val, test")
+
+
+TF_DATA_MAX_BYTES = 8 * 2**30  # what a loader's tf.data datasets may take in memory once read
+
+
+def _is_tf_dataset(value: object) -> bool:
+    return hasattr(value, "as_numpy_iterator") and hasattr(value, "element_spec")
+
+
+def _read_tf_data(got: object, ref: str) -> dict[str, np.ndarray]:
+    """A loader's tf.data datasets of (image, label) elements or batches, read into arrays once.
+
+    `keras.utils.image_dataset_from_directory`'s datasets work as they are: their class names are kept and their
+    0..255 float pixels become uint8 (scaled like every dataset's). Workers read the data the same way.
+    """
+    if _is_tf_dataset(got):
+        parts = {"train": got}
+    elif isinstance(got, dict):
+        unknown = sorted(set(got) - {"train", "val", "test"})
+        if unknown or "train" not in got:
+            raise UsageError(f"dataset loader {ref!r} returned tf.data datasets under {sorted(got)}; use the keys "
+                             "train (required), val and test")
+        parts = dict(got)
+    else:
+        parts = dict(zip(("train", "val", "test"), got, strict=False))  # type: ignore[call-overload]
+    arrays: dict[str, np.ndarray] = {}
+    total = 0
+    for split, dataset in parts.items():
+        xs, ys = [], []
+        batched = len(dataset.element_spec[0].shape) > 0 and dataset.element_spec[0].shape[0] is None
+        for element in dataset.as_numpy_iterator():
+            if not isinstance(element, tuple) or len(element) != 2:
+                raise UsageError(f"dataset loader {ref!r}: the {split} dataset yields {type(element).__name__}; "
+                                 "yield (image, label) pairs or batches of them")
+            x, y = element
+            xs.append(x if batched else x[None])
+            ys.append(np.atleast_1d(y))
+            total += xs[-1].nbytes
+            if total > TF_DATA_MAX_BYTES:
+                raise UsageError(f"dataset loader {ref!r}: its tf.data datasets take more than "
+                                 f"{TF_DATA_MAX_BYTES / 2**30:.0f} GiB read into memory; use --dataset images:DIR for "
+                                 "image folders larger than memory (streamed), or return fewer images")
+        if not xs:
+            raise UsageError(f"dataset loader {ref!r}: the {split} dataset is empty")
+        x_all, y_all = np.concatenate(xs), np.concatenate(ys)
+        if y_all.ndim == 2 and y_all.shape[1] > 1:  # one-hot labels (label_mode="categorical")
+            y_all = y_all.argmax(axis=1)
+        if np.issubdtype(x_all.dtype, np.floating) and x_all.size and 1.0 < x_all.max() <= 255.0 \
+                and x_all.min() >= 0.0 and np.all(np.mod(x_all, 1) == 0):
+            x_all = x_all.astype(np.uint8)  # integral 0..255 pixels (image_dataset_from_directory)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x_all, y_all.reshape(-1)
+    names = getattr(parts["train"], "class_names", None)
+    if names:
+        arrays["class_names"] = np.asarray(names)
+    return arrays
 
 
 def check_arrays(arrays: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
@@ -158,7 +217,8 @@ def check_arrays(arrays: dict[str, np.ndarray], path: str) -> dict[str, np.ndarr
     Raises:
         CorruptDataError: missing or mismatched arrays, labels that are not integers.
     """
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    # Image files streamed from disk stay files (np.asarray would read every image).
+    arrays = {k: v if _is_streamed(v) else np.asarray(v) for k, v in arrays.items()}
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         raise CorruptDataError(f"{path} holds {', '.join(sorted(arrays)) or 'no arrays'} but not "
@@ -201,7 +261,15 @@ def class_names(arrays: dict[str, np.ndarray], path: Path) -> list[str]:
     return [str(i) for i in range(int(labels.max()) + 1)]
 
 
+def _is_streamed(x: object) -> bool:
+    from hpsearch.image_folders import ImageFiles
+
+    return isinstance(x, ImageFiles)
+
+
 def _scale(x: np.ndarray) -> np.ndarray:
+    if _is_streamed(x):
+        return x  # scaled to [0, 1] as each batch is read
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     return x[..., np.newaxis] if x.ndim == 3 else x
 

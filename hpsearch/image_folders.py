@@ -9,8 +9,9 @@ the images' own size when they all share one) in its colour mode (`--color-mode 
 when every image is grey, else rgb); both are kept in the dataset name the study stores, e.g.
 `images:/data/signs?size=64x64&mode=rgb`. Files that are not images are skipped and counted (the dataset's
 source line says how many); an empty class folder, or a folder whose files are all unreadable, is an error.
-The images are held in memory as float32: a dataset larger than `MAX_BYTES` is refused with the way out
-(a smaller --image-size, or --train-size).
+The images are held in memory as float32 up to `MAX_BYTES`; a larger folder (or `images:DIR?stream=1`) is
+streamed instead: its splits are `ImageFiles`, lists of files decoded batch by batch as training reads them, so a
+folder larger than memory trains with a few batches in memory at a time.
 """
 
 from __future__ import annotations
@@ -51,9 +52,77 @@ def parse(name: str) -> tuple[Path, tuple[int, int] | None, str | None]:
             size = parse_size(value)
         elif key == "mode":
             mode = check_mode(value)
+        elif key == "stream":
+            if value not in ("0", "1"):
+                raise UsageError(f"dataset {name!r}: stream must be 1 (read the images from disk batch by batch) "
+                                 "or 0")
         else:
-            raise UsageError(f"dataset {name!r}: unknown option {key!r} (options: size=HxW, mode=grayscale|rgb)")
+            raise UsageError(f"dataset {name!r}: unknown option {key!r} (options: size=HxW, mode=grayscale|rgb, "
+                             "stream=1)")
     return Path(folder).expanduser(), size, mode
+
+
+def streams(name: str) -> bool:
+    """True when the dataset name asks for streaming (`?stream=1`)."""
+    return ("stream", "1") in parse_qsl(name.partition("?")[2])
+
+
+class ImageFiles:
+    """Images on disk that behave like a float32 array of shape (n, height, width, channels) where it matters.
+
+    Indexing with a slice, a list or an index array gives another `ImageFiles` (nothing is read), so splits and
+    subsets cost nothing; `np.asarray(files)` (or `files.read()`) decodes them, resized to the study's size and
+    colour mode and scaled to [0, 1]. An integer index reads one image.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, paths: list[Path] | np.ndarray, size: tuple[int, int], channels: int) -> None:
+        self.paths = np.asarray([str(p) for p in paths], dtype=object)
+        self.size = size
+        self.channels = channels
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.size[0], self.size[1], self.channels)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):  # noqa: ANN001, ANN204 - an int gives an image, anything else ImageFiles
+        if isinstance(key, (int, np.integer)):
+            return self._read_one(self.paths[key])
+        return ImageFiles(self.paths[key], self.size, self.channels)
+
+    def __array__(self, dtype=None, copy=None):  # noqa: ANN001, ANN204 - NumPy's protocol
+        out = self.read()
+        return out if dtype is None else out.astype(dtype)
+
+    def read(self) -> np.ndarray:
+        """Every image of this list, decoded: (n, height, width, channels) float32 in [0, 1]."""
+        return self.read_uint8().astype(np.float32) / 255.0
+
+    def read_uint8(self) -> np.ndarray:
+        """Every image of this list, decoded: (n, height, width, channels) uint8."""
+        out = np.empty(self.shape, dtype=np.uint8)
+        for i, path in enumerate(self.paths):
+            out[i] = _decode(Path(path), self.size, self.channels).reshape(self.shape[1:])
+        return out
+
+    def _read_one(self, path: str) -> np.ndarray:
+        return _decode(Path(path), self.size, self.channels).reshape(self.shape[1:]).astype(np.float32) / 255.0
+
+
+def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One image as uint8 (height, width) or (height, width, 3), resized to `size` in the colour mode."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        if (img.height, img.width) != size:
+            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
 
 
 def parse_size(value: str | int) -> tuple[int, int]:
@@ -75,9 +144,9 @@ def check_mode(value: str) -> str:
     return mode
 
 
-def build_name(folder: Path, size: tuple[int, int] | None, mode: str | None) -> str:
-    query = urlencode([(k, v) for k, v in (("size", f"{size[0]}x{size[1]}" if size else None), ("mode", mode))
-                       if v])
+def build_name(folder: Path, size: tuple[int, int] | None, mode: str | None, stream: bool = False) -> str:
+    query = urlencode([(k, v) for k, v in (("size", f"{size[0]}x{size[1]}" if size else None), ("mode", mode),
+                                           ("stream", "1" if stream else None)) if v])
     return f"{IMAGES_PREFIX}{folder}" + (f"?{query}" if query else "")
 
 
@@ -89,7 +158,7 @@ def normalize(name: str, base: Path | None = None, image_size: str | int | None 
         folder = (base or Path.cwd()) / folder
     size = parse_size(image_size) if image_size is not None else size
     mode = check_mode(color_mode) if color_mode is not None else mode
-    return build_name(folder.resolve(), size, mode)
+    return build_name(folder.resolve(), size, mode, streams(name))
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -163,8 +232,6 @@ def _survey(files: list[Path]) -> tuple[Counter, bool, list[Path]]:
 
 def load_image_folder(name: str, train_size: int | None, validation_split: float, seed: int):  # noqa: ANN201
     """The folder as a `Dataset` (splits as the module's docstring says)."""
-    from PIL import Image
-
     from hpsearch.data_files import check_arrays, from_arrays
 
     folder, size, mode = parse(name)
@@ -183,37 +250,31 @@ def load_image_folder(name: str, train_size: int | None, validation_split: float
     channels = 1 if mode == "grayscale" else 3
     readable = len(every) - len(bad)
     need = readable * size[0] * size[1] * channels * 4
-    if need > MAX_BYTES:
-        raise UsageError(f"{readable} images of {size[0]}x{size[1]}x{channels} take {need / 2**30:.1f} GiB as float32, "
-                         f"over the {MAX_BYTES / 2**30:.0f} GiB hpsearch holds in memory; use a smaller --image-size"
-                         " or fewer images")
+    stream = streams(name) or need > MAX_BYTES  # larger than memory: read from disk batch by batch
     bad_set = set(bad)
     index = {n: i for i, n in enumerate(names)}
     arrays: dict[str, np.ndarray] = {}
     for split, by_class in found.items():
-        xs, ys = [], []
+        kept_paths, ys = [], []
         for cls, files in by_class.items():
-            kept = 0
-            for path in files:
-                if path in bad_set:
-                    continue
-                with Image.open(path) as img:
-                    img = img.convert("L" if channels == 1 else "RGB")
-                    if (img.height, img.width) != size:
-                        img = img.resize((size[1], size[0]), Image.BILINEAR)
-                    xs.append(np.asarray(img, dtype=np.uint8))
-                kept += 1
-                ys.append(index[cls])
+            kept = [p for p in files if p not in bad_set]
             if not kept:
                 raise CorruptDataError(f"class folder {folder / cls if split == 'all' else folder / split / cls} "
                                        f"holds no readable image ({len(files)} files); add images or remove it")
+            kept_paths += kept
+            ys += [index[cls]] * len(kept)
         key = {"all": "train", "train": "train", "val": "val", "test": "test"}[split]
-        arrays[f"x_{key}"], arrays[f"y_{key}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
+        files = ImageFiles(kept_paths, size, channels)
+        arrays[f"x_{key}"] = files if stream else files.read_uint8()
+        arrays[f"y_{key}"] = np.asarray(ys, dtype=np.int64)
     arrays["class_names"] = np.asarray(names)
     checked = check_arrays(arrays, str(folder))
     source = f"{folder} ({readable} images, {size[0]}x{size[1]} {mode}"
     source += f"; {len(bad)} unreadable files skipped, e.g. {bad[0].name})" if bad else ")"
-    data = from_arrays(checked, build_name(folder, size, mode), source, train_size, validation_split, seed)
+    if stream:
+        source += f", streamed from disk ({need / 2**30:.1f} GiB as float32)"
+    data = from_arrays(checked, build_name(folder, size, mode, streams(name)), source, train_size,
+                       validation_split, seed)
     if bad:
         import logging
 

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import keras
 import keras_tuner
 
-from hpsearch.errors import UnknownNameError
+from hpsearch.errors import UnknownNameError, UsageError
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.precise_bn import DEFAULT_SAMPLES, PreciseBatchNorm
 from hpsearch.search.training import metric_mode, standard_callbacks
@@ -76,8 +77,13 @@ def tune(kind: str, spec: StudySpec, directory: str | Path, overwrite: bool = Fa
          ) -> dict[str, Any]:
     """Runs the KerasTuner search; returns the best params, validation and test accuracy, trials and time."""
     from hpsearch.datasets import load_dataset
+    from hpsearch.search.training import is_streamed
 
     data = load_dataset(spec.dataset, spec.data_dir, spec.train_size, spec.validation_split, spec.seed)
+    if is_streamed(data.x_train):
+        raise UsageError("the keras-tuner engine needs the images in memory; this folder is streamed from disk "
+                         "(stream=1, or larger than memory): use `hpsearch run`, or a smaller --image-size")
+    keras.utils.set_random_seed(spec.seed)  # the same weights on every run, as hpsearch's own trials
     tuner = make_tuner(kind, spec, data, directory, overwrite)
     start = time.perf_counter()
     tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), verbose=verbose)

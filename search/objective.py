@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -43,8 +44,6 @@ def _completed_values(trial: optuna.trial.Trial) -> list[float]:
 def latency_ms(model: Any, x: Any, calls: int = 20) -> float:
     """Milliseconds one forward pass of `x` (one image) takes: the median of `calls` calls after a warm-up."""
     import time
-
-    import numpy as np
 
     model(x, training=False)  # the first call traces
     seconds = []
@@ -150,7 +149,7 @@ class Objective:
             if name == "parameters":
                 values.append(float(result.parameters))
             elif name == "latency_ms":
-                values.append(latency_ms(model, self.data.x_val[:1]))
+                values.append(latency_ms(model, np.asarray(self.data.x_val[:1])))
             elif name in result.history:
                 values.append(float(result.history[name][best_epoch]))
             else:

@@ -63,10 +63,12 @@ def sample_inputs(x: Any, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SE
     """
     count = len(keras.tree.flatten(x)[0])
     if samples >= count:
-        return x
-    # Sorted, so the copy reads the source array front to back.
+        # Images streamed from disk are read here: the sample is what the recompute runs on.
+        return keras.tree.map_structure(lambda a: a if isinstance(a, np.ndarray) else np.asarray(a), x)
+    # Sorted, so the copy reads the source array front to back. Indexed before the conversion, so that inputs
+    # read from disk (image folders larger than memory) read only the sample.
     index = np.sort(np.random.default_rng(seed).choice(count, size=samples, replace=False))
-    return keras.tree.map_structure(lambda a: np.asarray(a)[index], x)
+    return keras.tree.map_structure(lambda a: np.asarray(a[index]), x)
 
 
 def bounded_sample_size(samples: int, train_size: int, max_fraction: float | None = MAX_FRACTION) -> int:

@@ -191,10 +191,12 @@ def _dry_run(spec: StudySpec, builder: Any, data: Dataset) -> None:
     except Exception as exc:
         raise UsageError(f"the {spec.model} builder fails with the fixed values {spec.fixed}: "
                          f"{type(exc).__name__}: {exc}") from None
+    import numpy as np
+
     n = min(DRY_RUN_IMAGES, len(data.x_train), len(data.x_val))
     try:
-        history = model.fit(data.x_train[:n], data.y_train[:n], batch_size=n, epochs=1, verbose=0,
-                            validation_data=(data.x_val[:n], data.y_val[:n]))
+        history = model.fit(np.asarray(data.x_train[:n]), data.y_train[:n], batch_size=n, epochs=1, verbose=0,
+                            validation_data=(np.asarray(data.x_val[:n]), data.y_val[:n]))
     except Exception as exc:
         raise UsageError(f"{spec.model} cannot train on {spec.dataset} (input {data.input_shape}, "
                          f"{data.num_classes} classes): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None

@@ -180,7 +180,9 @@ def export(stored: StoredTrial, out: Path, verbose: int = 0) -> dict[str, Any]:
     data = study_data(stored.spec)
     model, retrained = stored_or_rebuilt(stored, data, verbose, announce=verbose > 0)
     model.save(out / "model.keras")
-    probs = model.predict(data.x_test, batch_size=512, verbose=0)
+    from hpsearch.search.training import predict
+
+    probs = predict(model, data.x_test)
     y_pred = probs.argmax(axis=1)
     title = f"{stored.study.study_name} trial {stored.trial.number}"
     curves = stored.artifact_path("curves")

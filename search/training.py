@@ -19,6 +19,41 @@ if TYPE_CHECKING:
     from hpsearch.datasets import Dataset
 
 
+def is_streamed(x: object) -> bool:
+    """True for inputs read from disk as training goes (`image_folders.ImageFiles`), not held as an array."""
+    return not isinstance(x, np.ndarray) and hasattr(x, "paths") and hasattr(x, "read")
+
+
+class Batches(keras.utils.PyDataset):
+    """Streamed inputs (and labels) as Keras batches, reshuffled after every epoch when `shuffle`."""
+
+    def __init__(self, x: object, y: np.ndarray | None, batch_size: int, shuffle: bool = False,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._order) / self.batch_size)
+
+    def __getitem__(self, index: int) -> object:
+        rows = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])  # read in file order
+        x = np.asarray(self.x[rows])  # type: ignore[index]
+        return x if self.y is None else (x, self.y[rows])
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self._order))
+
+
+def predict(model: keras.Model, x: object, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities for `x`, an array or streamed images."""
+    if is_streamed(x):
+        return model.predict(Batches(x, None, batch_size), verbose=0)
+    return model.predict(x, batch_size=batch_size, verbose=0)
+
+
 @dataclass
 class FitResult:
     """What one training run produced."""
@@ -78,8 +113,13 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
     first = [precise_bn] if precise_bn is not None else []
     all_callbacks = first + standard_callbacks(config, monitor) + list(callbacks)
     start = time.perf_counter()
-    history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
-                        validation_data=(data.x_val, data.y_val), callbacks=all_callbacks, verbose=verbose)
+    if is_streamed(data.x_train):  # images read from disk batch by batch (a folder larger than memory)
+        history = model.fit(Batches(data.x_train, data.y_train, config.batch_size, shuffle=True),
+                            epochs=config.epochs, validation_data=Batches(data.x_val, data.y_val, config.batch_size),
+                            callbacks=all_callbacks, verbose=verbose)
+    else:
+        history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                            validation_data=(data.x_val, data.y_val), callbacks=all_callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
     logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     losses = logs.get("loss", [])
@@ -103,7 +143,7 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
         return FitResult(**base, test_accuracy=float("nan"), test_loss=float("nan"),
                          y_pred=np.empty(0, dtype=np.int64))
     test_start = time.perf_counter()
-    probs = model.predict(data.x_test, batch_size=512, verbose=0)
+    probs = predict(model, data.x_test)
     if not np.all(np.isfinite(probs)):
         raise TrialFailed("training diverged: the model predicts NaN; lower the learning rate")
     y_pred = probs.argmax(axis=1)

@@ -153,3 +153,50 @@ def test_a_loader_function_returns_the_arrays(tmp_path: Path, monkeypatch: pytes
         load_dataset("my_data.py:wrong")
     with pytest.raises(UsageError, match="no attribute 'nothing'"):
         load_dataset("my_data.py:nothing")
+
+
+TF_LOADERS = '''
+import keras
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+
+def from_directory():
+    common = dict(image_size=(16, 16), color_mode="grayscale", batch_size=32, seed=0, validation_split=0.2)
+    return (keras.utils.image_dataset_from_directory("photos", subset="training", **common),
+            keras.utils.image_dataset_from_directory("photos", subset="validation", **common))
+
+
+def slices():
+    bunch = load_digits()
+    x = (bunch.images * 255 / 16).round().astype("uint8")[..., None]
+    return {"train": tf.data.Dataset.from_tensor_slices((x[:1500], bunch.target[:1500])),
+            "test": tf.data.Dataset.from_tensor_slices((x[1500:], bunch.target[1500:]))}
+
+
+def wrong_keys():
+    return {"training": tf.data.Dataset.from_tensor_slices(([1.0], [0]))}
+'''
+
+
+def test_a_loader_may_return_tf_data_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_digits
+
+    from tests.test_image_folders import write_folder
+
+    bunch = load_digits()
+    keep = bunch.target < 3
+    x = np.rint(bunch.images[keep] * (255 / 16)).astype(np.uint8)
+    write_folder(tmp_path / "photos", x, bunch.target[keep])
+    (tmp_path / "tf_data.py").write_text(TF_LOADERS)
+    monkeypatch.chdir(tmp_path)
+    folder = load_dataset("tf_data.py:from_directory")
+    assert folder.class_names == ["one", "two", "zero"]  # image_dataset_from_directory's, kept
+    assert folder.input_shape == (16, 16, 1)
+    assert len(folder.x_train) + len(folder.x_val) + len(folder.x_test) == int(keep.sum())
+    assert 0.0 <= folder.x_train.min() and folder.x_train.max() <= 1.0 and folder.x_train.max() > 0.5  # scaled
+    sliced = load_dataset("tf_data.py:slices", validation_split=0.2)
+    assert sliced.input_shape == (8, 8, 1) and len(sliced.x_test) == 297 and sliced.num_classes == 10
+    np.testing.assert_array_equal(sliced.y_test, bunch.target[1500:])
+    with pytest.raises(UsageError, match="use the keys train"):
+        load_dataset("tf_data.py:wrong_keys")

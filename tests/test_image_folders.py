@@ -117,3 +117,58 @@ def test_search_then_predict_on_an_image_folder_from_the_cli(tmp_path: Path, dig
     assert {a["class"] for a in answers} <= {"zero", "one", "two"}
     correct = sum(a["class"] == NAMES[int(y[len(x) - 20 + i])] for i, a in enumerate(answers))
     assert correct >= 14, answers[:3]
+
+
+def test_a_folder_larger_than_memory_is_streamed_and_reads_the_same_images(tmp_path: Path, digits,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpsearch import image_folders
+    from hpsearch.image_folders import ImageFiles
+    from hpsearch.search.training import Batches
+
+    x, y = digits
+    root = write_folder(tmp_path / "digits", x, y)
+    in_memory = load_dataset(f"images:{root}", validation_split=0.2)
+    decoded = []
+    real_decode = image_folders._decode
+    monkeypatch.setattr(image_folders, "_decode", lambda *a: decoded.append(a[0]) or real_decode(*a))
+    monkeypatch.setattr(image_folders, "MAX_BYTES", 1000)  # this folder is now "larger than memory"
+    streamed = load_dataset(f"images:{root}", validation_split=0.2)
+    assert all(isinstance(getattr(streamed, k), ImageFiles) for k in ("x_train", "x_val", "x_test"))
+    assert decoded == []  # loading read headers only, no image
+    assert "streamed from disk" in streamed.source and streamed.input_shape == (16, 16, 1)
+    for split in ("train", "val", "test"):  # the same files in the same splits, decoded to the same values
+        np.testing.assert_array_equal(np.asarray(getattr(streamed, f"x_{split}")), getattr(in_memory, f"x_{split}"))
+        np.testing.assert_array_equal(getattr(streamed, f"y_{split}"), getattr(in_memory, f"y_{split}"))
+    decoded.clear()
+    batches = Batches(streamed.x_train, streamed.y_train, 32, shuffle=True)
+    first_x, first_y = batches[0]
+    assert first_x.shape == (32, 16, 16, 1) and first_y.shape == (32,) and len(decoded) == 32  # one batch read
+    assert len(batches) == -(-len(streamed.x_train) // 32)
+    # Asked for by name, whatever the size (what workers read from the study's dataset name).
+    monkeypatch.setattr(image_folders, "MAX_BYTES", 8 * 2**30)
+    assert isinstance(load_dataset(f"images:{root}?stream=1").x_train, ImageFiles)
+    with pytest.raises(UsageError, match="stream must be 1"):
+        load_dataset(f"images:{root}?stream=yes")
+
+
+def test_search_export_and_retrain_on_a_streamed_folder(tmp_path: Path, digits) -> None:
+    x, y = digits
+    write_folder(tmp_path / "photos", x, y, size=20, rgb=True)
+    (tmp_path / "net.py").write_text(BUILDER_FILE)
+    url = f"sqlite:///{tmp_path / 'img.db'}"
+    run = run_cli("run", "--storage", url, "--study", "stream", "--model", "net.py:build", "--dataset",
+                  "images:photos?stream=1", "--image-size", "16", "--trials", "2", "--workers", "2", "--epochs", "4",
+                  "--batch-size", "32", "--pruner", "none", "--enqueue-defaults", "--format", "json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout[run.stdout.index("{"):])
+    assert summary["trials"]["complete"] == 2 and summary["test_accuracy"] > 0.6
+    export = run_cli("export", "--storage", url, "--study", "stream", "--out", "best", "--format", "json",
+                     cwd=tmp_path)
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert (tmp_path / "best" / "model.keras").stat().st_size > 0
+    assert json.loads((tmp_path / "best" / "params.json").read_text())
+    retrain = run_cli("retrain", "--storage", url, "--study", "stream", "--epochs", "2", "--out", "final",
+                      "--format", "json", cwd=tmp_path)
+    assert retrain.returncode == 0, retrain.stderr[-3000:]
+    out = json.loads(retrain.stdout[retrain.stdout.index("{"):])
+    assert out["test_accuracy"] > 0.6 and (tmp_path / "final" / "model.keras").is_file()
