@@ -35,16 +35,12 @@ def plot_curves(history: dict[str, list[float]], path: str | Path, title: str = 
     return path
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return matrix
-
-
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], path: str | Path,
                    title: str = "") -> Path:
     path = Path(path)
-    matrix = confusion_matrix(y_true, y_pred, len(class_names))
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(y_true, y_pred, labels=range(len(class_names)))
     fig, ax = plt.subplots(figsize=(7, 6))
     im = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(im, ax=ax)

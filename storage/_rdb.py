@@ -4,7 +4,6 @@ commands that only look (`status`, `best`, `trials`, ...), and one translation o
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import re
@@ -332,17 +331,18 @@ def _creation_lock(db: Path | None) -> Iterator[None]:
     if db is None:
         yield
         return
+    from hpsearch.storage.file_lock import FileLock
+
+    lock = FileLock(f"{db}.init-lock")
     try:
-        handle = open(f"{db}.init-lock", "a+")  # noqa: SIM115 - closed below
+        lock.acquire()
     except OSError:  # a read-only directory: nobody can create tables there either
         yield
         return
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _ensure_indexes(storage: optuna.storages.RDBStorage) -> None:

@@ -6,12 +6,12 @@ PostgreSQL: a session advisory lock (released by the server if the worker dies).
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.storage._rdb import rdb_engine
 from hpsearch.storage._urls import sqlite_path
+from hpsearch.storage.file_lock import FileLock
 
 if TYPE_CHECKING:
     import optuna
@@ -24,14 +24,13 @@ class StudyLock:
 
     def __init__(self, study: optuna.Study) -> None:
         self._held = False
-        self._file: Any = None
         self._connection: Any = None
         engine = rdb_engine(study)
         url = str(engine.url) if engine is not None else ""
         self._study_id = study._study_id
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         db = sqlite_path(engine.url.render_as_string(hide_password=False)) if url.startswith("sqlite") else None
-        self._path = Path(f"{db}.budget-lock") if db is not None else None
+        self._file_lock = FileLock(Path(f"{db}.budget-lock")) if db is not None else None
 
     def acquire(self) -> None:
         if self._held:
@@ -48,9 +47,8 @@ class StudyLock:
             except Exception:
                 self._drop_connection()  # a dead connection: the next attempt opens a new one
                 raise
-        elif self._path is not None:
-            self._file = open(self._path, "a+")  # noqa: SIM115 - kept open while the lock is held
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        elif self._file_lock is not None:
+            self._file_lock.acquire()
         self._held = True
 
     def release(self) -> None:
@@ -66,10 +64,8 @@ class StudyLock:
                 self._connection.commit()
             except Exception:  # connection lost: the server released the lock with the session
                 self._drop_connection()
-        elif self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+        elif self._file_lock is not None:
+            self._file_lock.release()
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
