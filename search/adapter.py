@@ -58,8 +58,10 @@ class OptunaHyperParameters(keras_tuner.HyperParameters):
         self.fixed = dict(fixed or {})
 
     def _register(self, hyperparameter: hp_module.HyperParameter, overwrite: bool = False) -> Any:
+        # KerasTuner's one hook where every hp.Int/Choice/... call arrives (no public counterpart): the value is
+        # suggested by Optuna before KerasTuner records it. Conditions through the public `is_active`.
         p = hyperparameter
-        if self._conditions_are_active(p.conditions) and p.name not in self.values:
+        if self.is_active(p) and p.name not in self.values:
             check_hyperparameter(p)
             self.values[p.name] = self._suggest(p)
         return super()._register(p, overwrite=False)

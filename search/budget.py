@@ -26,7 +26,9 @@ def count_trials(study: optuna.Study, states: tuple[TrialState, ...], below_numb
     from sqlalchemy import bindparam, text
 
     sql = "SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state IN :states"
-    params = {"sid": study._study_id, "states": [s.name for s in states]}
+    from hpsearch.storage.optuna_compat import study_id
+
+    params = {"sid": study_id(study), "states": [s.name for s in states]}
     if below_number is not None:
         sql += " AND number < :below"
         params["below"] = below_number

@@ -242,9 +242,23 @@ def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAUL
         raise database_error(exc, url) from None
     except RuntimeError as exc:  # Optuna's schema version check
         raise _schema_error(url, exc) from None
+    _check_schema(storage, url)
     if tune:
         _ensure_indexes(storage)
     return storage
+
+
+def _check_schema(storage: optuna.storages.RDBStorage, url: str) -> None:
+    """Refuses a schema hpsearch's own SQL was not written against (storage/optuna_compat.py)."""
+    import sqlalchemy.exc
+
+    from hpsearch.storage.optuna_compat import check_schema
+
+    try:
+        version = storage.get_current_version()
+    except (sqlalchemy.exc.DBAPIError, AssertionError):
+        return  # no version table yet (nothing to read); Optuna creates the current one
+    check_schema(version, mask_url(url))
 
 
 def open_storage_read_only(url: str | None = None) -> optuna.storages.RDBStorage:
@@ -263,14 +277,16 @@ def open_storage_read_only(url: str | None = None) -> optuna.storages.RDBStorage
     check_shareable(url)
     check_sqlite_file(url, must_exist=True)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url, read_only=True),
-                                          skip_table_creation=True)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url, read_only=True),
+                                             skip_table_creation=True)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         raise _malformed(url, exc) from None
     except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as exc:
         raise database_error(exc, url) from None
     except RuntimeError as exc:
         raise _schema_error(url, exc) from None
+    _check_schema(storage, url)
+    return storage
 
 
 def load_study_read_only(study_name: str, url: str | None = None) -> optuna.Study:
@@ -357,10 +373,10 @@ def _ensure_indexes(storage: optuna.storages.RDBStorage) -> None:
 
 
 def rdb_engine(study: optuna.Study) -> Any:
-    """The SQLAlchemy engine under a study's storage (Optuna wraps RDBStorage in a cache), or None."""
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)
-    return getattr(backend, "engine", None)
+    """The SQLAlchemy engine under a study's storage, or None (see storage/optuna_compat.py)."""
+    from hpsearch.storage.optuna_compat import rdb_engine as engine_of
+
+    return engine_of(study)
 
 
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:
@@ -376,7 +392,9 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     import optuna
     import sqlalchemy
 
-    backend = getattr(study._storage, "_backend", study._storage)
+    from hpsearch.storage.optuna_compat import storage_backend, study_id, study_storage
+
+    backend, storage = storage_backend(study), study_storage(study)
     interval = getattr(backend, "heartbeat_interval", None)
     engine = getattr(backend, "engine", None)
     if not interval or engine is None:
@@ -386,7 +404,7 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
         rows = connection.execute(sqlalchemy.text(
             "SELECT t.trial_id, t.number, t.datetime_start FROM trials t LEFT JOIN trial_heartbeats h "
             "ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL"),
-            {"sid": study._study_id}).all()
+            {"sid": study_id(study)}).all()
     failed = []
     now = datetime.now()  # Optuna stamps datetime_start with the creating worker's clock
     for trial_id, number, started in rows:
@@ -395,9 +413,9 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
         if started is None or now - started <= grace:
             continue
         try:
-            study._storage.set_trial_user_attr(trial_id, "fail_reason", "its worker stopped before the trial's "
-                                               "first heartbeat (killed, or the database went away)")
-            study._storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            storage.set_trial_user_attr(trial_id, "fail_reason", "its worker stopped before the trial's first "
+                                        "heartbeat (killed, or the database went away)")
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it ended meanwhile
         failed.append(int(number))

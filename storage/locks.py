@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hpsearch.storage._rdb import rdb_engine
 from hpsearch.storage._urls import sqlite_path
 from hpsearch.storage.file_lock import FileLock
+from hpsearch.storage.optuna_compat import study_id
 
 if TYPE_CHECKING:
     import optuna
@@ -27,7 +28,7 @@ class StudyLock:
         self._connection: Any = None
         engine = rdb_engine(study)
         url = str(engine.url) if engine is not None else ""
-        self._study_id = study._study_id
+        self._study_id = study_id(study)
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         db = sqlite_path(engine.url.render_as_string(hide_password=False)) if url.startswith("sqlite") else None
         self._file_lock = FileLock(Path(f"{db}.budget-lock")) if db is not None else None

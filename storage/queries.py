@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.storage._rdb import _malformed, check_sqlite_file, database_error, engine_kwargs
-from hpsearch.storage._urls import check_shareable, redact, resolve_url
+from hpsearch.storage._urls import check_shareable, mask_url, redact, resolve_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -78,9 +78,15 @@ def ensure_indexes(engine: Engine) -> None:
             connection.execute(text(statement))
 
 
+_SCHEMA_CHECKED: set[int] = set()  # engines whose Optuna schema version was checked
+
+
 def _execute(engine: Engine, sql: str, **params: Any) -> list[Any]:
     import sqlalchemy.exc
     from sqlalchemy import bindparam, text
+
+    if id(engine) not in _SCHEMA_CHECKED:
+        _check_schema_of(engine)
 
     statement = text(sql)
     for name, value in params.items():
@@ -91,6 +97,22 @@ def _execute(engine: Engine, sql: str, **params: Any) -> list[Any]:
             return list(connection.execute(statement, params))
     except sqlalchemy.exc.DBAPIError as exc:
         raise database_error(exc, engine.url.render_as_string(hide_password=False), "query") from None
+
+
+def _check_schema_of(engine: Engine) -> None:
+    """The raw SQL here reads Optuna's tables: refuse a schema it was not written against (optuna_compat)."""
+    import sqlalchemy.exc
+    from sqlalchemy import text
+
+    from hpsearch.storage.optuna_compat import check_schema
+
+    try:
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except sqlalchemy.exc.DBAPIError:
+        return  # no Optuna tables: the query itself says "holds no studies yet"
+    check_schema(version, mask_url(engine.url.render_as_string(hide_password=False)))
+    _SCHEMA_CHECKED.add(id(engine))
 
 
 def _warn(message: str) -> None:
