@@ -36,6 +36,21 @@ def add_command(subparsers: Subparsers, name: str, func: CommandType, help_text:
     return p
 
 
+def add_study_arg(p: argparse.ArgumentParser, required: bool = True, help_text: str | None = None) -> None:
+    """`--study NAME` (Optuna's `--study-name` too), the same on every command."""
+    p.add_argument("--study", "--study-name", dest="study", required=required, help=help_text)
+
+
+def add_storage_arg(p: argparse.ArgumentParser) -> None:
+    """`--storage URL`, the same on every command (then $HPSEARCH_STORAGE, $OPTUNA_STORAGE, sqlite:///hpsearch.db)."""
+    p.add_argument("--storage", help=STORAGE_HELP)
+
+
+def add_format_arg(p: argparse.ArgumentParser, *choices: str) -> None:
+    """`--format`, the first of `choices` by default; `print_output` renders each."""
+    p.add_argument("--format", choices=choices, default=choices[0])
+
+
 # ------------------------------------------------------------------------------------------------------ output
 def make_console(quiet: bool = False) -> Console:  # rich is imported lazily: `hpsearch --help` stays instant
     from rich.console import Console
@@ -224,7 +239,7 @@ def add_image_args(p: argparse.ArgumentParser) -> None:
 def add_spec_args(p: argparse.ArgumentParser) -> None:
     """The flags that make or override a study spec (run, create, tune)."""
     p.add_argument("--spec", help="study spec YAML file (flags override its keys)")
-    p.add_argument("--study", "--study-name", dest="study", help="study name")
+    add_study_arg(p, required=False, help_text="study name")
     p.add_argument("--model", help="a built-in name, package.module:function or file.py:function (see `hpsearch "
                    "models --help`)")
     p.add_argument("--dataset", help="a built-in dataset (default mnist-sample), npz:FILE or images:DIR (your own "

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from hpsearch.cli._common import STORAGE_HELP, add_command, make_console
+from hpsearch.cli._common import add_command, add_storage_arg, add_study_arg, make_console
 from hpsearch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ def register_dashboard(subparsers: Subparsers) -> None:
                     "serve optuna-dashboard (with trial artifacts) on the study storage",
                     "  hpsearch dashboard                      # http://127.0.0.1:8080/\n"
                     "  hpsearch dashboard --storage postgresql+psycopg://hp@db/hp --port 8081")
-    p.add_argument("--storage", help=STORAGE_HELP)
+    add_storage_arg(p)
     p.add_argument("--artifacts", help="artifact directory (default: beside the SQLite file)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="TCP port, 1-65535 (default 8080)")
@@ -52,8 +52,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def register_delete(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "delete", cmd_delete, "delete a study, its trials and its artifact files (asks first)",
                     "  hpsearch delete --study old-study\n  hpsearch delete --study old-study --yes")
-    p.add_argument("--study", "--study-name", dest="study", required=True)
-    p.add_argument("--storage", help=STORAGE_HELP)
+    add_study_arg(p)
+    add_storage_arg(p)
     p.add_argument("--artifacts", help="artifact directory (default: beside the SQLite file)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 

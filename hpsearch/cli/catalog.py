@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from hpsearch.cli._common import add_command, make_console, print_output
+from hpsearch.cli._common import add_command, add_format_arg, make_console, print_output
 
 if TYPE_CHECKING:
     from hpsearch.cli._common import Subparsers
@@ -19,7 +19,7 @@ def register_models(subparsers: Subparsers) -> None:
         "(a build(hp) function or a keras_tuner.HyperModel), or a name an installed package registers in the\n"
         "'hpsearch.models' entry-point group (listed here).")
     p.add_argument("model", nargs="?", help="show only this model (a name or a reference)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p, "table", "json")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -48,7 +48,7 @@ def register_datasets(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "datasets", cmd_datasets, "list the datasets and where their files are found",
                     "  hpsearch datasets\n  hpsearch datasets --data-dir ../shared/datasets/mnist --format json")
     p.add_argument("--data-dir", help="directory searched first (default: $HPSEARCH_DATA_DIR)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p, "table", "json")
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

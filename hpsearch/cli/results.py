@@ -9,7 +9,14 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from hpsearch.cli._common import STORAGE_HELP, add_command, make_console, print_output
+from hpsearch.cli._common import (
+    add_command,
+    add_format_arg,
+    add_storage_arg,
+    add_study_arg,
+    make_console,
+    print_output,
+)
 from hpsearch.errors import HpsearchError, UsageError
 
 if TYPE_CHECKING:
@@ -24,9 +31,9 @@ def _short(value: Any) -> str:
 def register_best(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "best", cmd_best, "print the best trial's value, params and attributes",
                     "  hpsearch best --study cnn-mnist\n  hpsearch best --study cnn-mnist --format json")
-    p.add_argument("--study", "--study-name", dest="study", required=True)
-    p.add_argument("--storage", help=STORAGE_HELP)
-    p.add_argument("--format", choices=("table", "json", "yaml"), default="table")
+    add_study_arg(p)
+    add_storage_arg(p)
+    add_format_arg(p, "table", "json", "yaml")
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -80,12 +87,12 @@ def register_trials(subparsers: Subparsers) -> None:
         subparsers, "trials", cmd_trials, "list a study's trials, best first (or by number or duration)",
         "  hpsearch trials --study cnn-mnist --sort value --limit 10\n"
         "  hpsearch trials --study cnn-mnist --sort number --state pruned,fail --format csv > trials.csv")
-    p.add_argument("--study", "--study-name", dest="study", required=True)
-    p.add_argument("--storage", help=STORAGE_HELP)
+    add_study_arg(p)
+    add_storage_arg(p)
     p.add_argument("--sort", default="value", help="value (best first, default), number or duration")
     p.add_argument("--limit", type=int, default=10, help="how many trials (default 10)")
     p.add_argument("--state", help="comma-separated states (default: complete when sorting by value, else all)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_format_arg(p, "table", "csv", "json")
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
@@ -132,9 +139,9 @@ def register_status(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "status", cmd_status,
                     "a study's progress: counts per state, best so far, running trials, ETA",
                     "  hpsearch status --study cnn-mnist\n  hpsearch status --study cnn-mnist --format json")
-    p.add_argument("--study", "--study-name", dest="study", required=True)
-    p.add_argument("--storage", help=STORAGE_HELP)
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_study_arg(p)
+    add_storage_arg(p)
+    add_format_arg(p, "text", "json")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -194,8 +201,8 @@ def register_studies(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "studies", cmd_studies,
                     "every study in the storage: model, dataset, trials, best value",
                     "  hpsearch studies\n  hpsearch studies --format json")
-    p.add_argument("--storage", help=STORAGE_HELP)
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_storage_arg(p)
+    add_format_arg(p, "table", "json")
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
@@ -236,8 +243,8 @@ def register_leaderboard(subparsers: Subparsers) -> None:
     p = add_command(
         subparsers, "leaderboard", cmd_leaderboard, "the best trial of every study in the storage",
         "  hpsearch leaderboard\n  hpsearch leaderboard --storage postgresql+psycopg://hp@db/hp --format json")
-    p.add_argument("--storage", help=STORAGE_HELP)
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_storage_arg(p)
+    add_format_arg(p, "table", "json")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

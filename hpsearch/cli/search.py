@@ -8,9 +8,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.cli._common import (
-    STORAGE_HELP,
     add_command,
+    add_format_arg,
     add_spec_args,
+    add_storage_arg,
+    add_study_arg,
     log_with_secrets_masked,
     make_console,
     print_output,
@@ -33,7 +35,7 @@ def _add_queue_args(p: argparse.ArgumentParser) -> None:
 
 def _add_worker_args(p: argparse.ArgumentParser) -> None:
     """The flags of the processes that run trials (run, worker)."""
-    p.add_argument("--storage", help=STORAGE_HELP)
+    add_storage_arg(p)
     p.add_argument("--artifacts", help="artifact directory (default: beside the SQLite file)")
     p.add_argument("--recycle", type=int, default=10, help="start a fresh worker process every K trials (default 10)")
     p.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats (default 60)")
@@ -64,7 +66,7 @@ def register_run(subparsers: Subparsers) -> None:
     p.add_argument("--threads", type=int,
                    help="TensorFlow threads per worker (default: the cores divided among the workers)")
     _add_queue_args(p)
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -134,9 +136,9 @@ def register_create(subparsers: Subparsers) -> None:
         "  hpsearch create --study cnn-mnist --model cnn --dataset mnist --data-dir ../shared/datasets/mnist "
         "--trials 12\n  hpsearch create --spec studies/cnn-mnist.yaml && hpsearch run --study cnn-mnist")
     add_spec_args(p)
-    p.add_argument("--storage", help=STORAGE_HELP)
+    add_storage_arg(p)
     _add_queue_args(p)
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -165,7 +167,7 @@ def register_worker(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "worker", cmd_worker,
                     "join an existing study and run its trials until the budget is spent",
                     "  HPSEARCH_STORAGE=postgresql+psycopg://hp@db/hp hpsearch worker --study cnn-mnist")
-    p.add_argument("--study", "--study-name", dest="study", required=True)
+    add_study_arg(p)
     _add_worker_args(p)
     p.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from hpsearch.cli._common import (
     add_command,
+    add_format_arg,
     add_image_args,
     add_spec_args,
     dataset_arg,
@@ -47,7 +48,7 @@ def register_train(subparsers: Subparsers) -> None:
     p.add_argument("--weights", help="resnet50: local ImageNet weights file, or 'imagenet' to look for one")
     p.add_argument("--out", help="save model.keras, curves.png, confusion_matrix.png and a report here")
     p.add_argument("--force", action="store_true", help="overwrite those files when --out already holds them")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -119,7 +120,7 @@ def register_tune(subparsers: Subparsers) -> None:
     p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
     p.add_argument("--directory", default="keras-tuner", help="KerasTuner's project directory (default keras-tuner)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
     p.add_argument("--quiet", action="store_true")
 
 

@@ -7,8 +7,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from hpsearch.cli._common import (
-    STORAGE_HELP,
     add_command,
+    add_format_arg,
+    add_storage_arg,
+    add_study_arg,
     make_console,
     print_output,
     progress_to_stderr,
@@ -21,9 +23,9 @@ if TYPE_CHECKING:
 
 def _add_trial_args(p: argparse.ArgumentParser) -> None:
     """The flags that pick one stored trial (export, predict, retrain)."""
-    p.add_argument("--study", "--study-name", dest="study", required=True)
+    add_study_arg(p)
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
-    p.add_argument("--storage", help=STORAGE_HELP)
+    add_storage_arg(p)
     p.add_argument("--artifacts", help="artifact directory (default: beside the SQLite file)")
 
 
@@ -36,7 +38,7 @@ def register_export(subparsers: Subparsers) -> None:
     _add_trial_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--force", action="store_true", help="overwrite model.keras, params.json, ... already in --out")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -65,7 +67,7 @@ def register_predict(subparsers: Subparsers) -> None:
     p.add_argument("images", nargs="+", help="image files")
     _add_trial_args(p)
     p.add_argument("--top", type=int, default=1, help="show the N likeliest digits (default 1)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -96,7 +98,7 @@ def register_retrain(subparsers: Subparsers) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the study's)")
     p.add_argument("--out", help="save the retrained model.keras here")
     p.add_argument("--force", action="store_true", help="overwrite a model.keras already in --out")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, "text", "json")
     p.add_argument("--quiet", action="store_true")
 
 
