@@ -94,12 +94,7 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
     from hpsearch.search.preflight import check_spec
 
     stored = stored_spec(storage, spec.study)
-    if stored:
-        diffs = [f"{k}: study has {stored.get(k)!r}, asked {getattr(spec, k)!r}" for k in IDENTITY_FIELDS
-                 if stored.get(k) != getattr(spec, k)]
-        if diffs:
-            raise UsageError(f"study {spec.study!r} exists with a different set-up ({'; '.join(diffs)}); use another "
-                             "--study name or the same settings")
+    _check_same_setup(spec, stored)
     if checked is None and check and (stored != spec.to_dict() or enqueue_defaults or warm_start):
         checked = check_spec(spec, dry_run=stored != spec.to_dict())
     if checked is not None:
@@ -111,18 +106,7 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
         warm = warm_start_params(storage, warm_start, spec, checked.space if checked else None)
     study = optuna.create_study(study_name=spec.study, storage=storage, directions=spec.objective_directions(),
                                 load_if_exists=True)
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if study.metric_names != spec.objective_names():
-        with warnings.catch_warnings():  # Optuna flags set_metric_names experimental; it is stable in use
-            warnings.simplefilter("ignore")
-            study.set_metric_names(spec.objective_names())  # the dashboard and Optuna's tools name the objectives
-    if stored is None:
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
-        study.set_user_attr("hpsearch_started_at", time.time())
-    elif stored != spec.to_dict():  # budget, sampler, ...: the new values apply from now on
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
-    if checked is not None and study.user_attrs.get(CLASSES_ATTR) != checked.data.class_names:
-        study.set_user_attr(CLASSES_ATTR, checked.data.class_names)  # predict names its answers by them
+    _store_setup(study, spec, checked)
     breaker.clear(study)
     if enqueue_defaults:
         study.enqueue_trial(checked.defaults if checked is not None else default_params(spec),
@@ -135,6 +119,33 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
 
     refresh_note(study, spec)
     return study
+
+
+def _check_same_setup(spec: StudySpec, stored: dict[str, Any] | None) -> None:
+    """Raises UsageError when an existing study was made for another model, dataset, metric..."""
+    if not stored:
+        return
+    diffs = [f"{k}: study has {stored.get(k)!r}, asked {getattr(spec, k)!r}" for k in IDENTITY_FIELDS
+             if stored.get(k) != getattr(spec, k)]
+    if diffs:
+        raise UsageError(f"study {spec.study!r} exists with a different set-up ({'; '.join(diffs)}); use another "
+                         "--study name or the same settings")
+
+
+def _store_setup(study: optuna.Study, spec: StudySpec, checked: Checked | None) -> None:
+    """The spec, the objectives' names and the class names, on the study (workers and commands read them)."""
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if study.metric_names != spec.objective_names():
+        with warnings.catch_warnings():  # Optuna flags set_metric_names experimental; it is stable in use
+            warnings.simplefilter("ignore")
+            study.set_metric_names(spec.objective_names())  # the dashboard and Optuna's tools name the objectives
+    if stored is None:
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        study.set_user_attr("hpsearch_started_at", time.time())
+    elif stored != spec.to_dict():  # budget, sampler, ...: the new values apply from now on
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    if checked is not None and study.user_attrs.get(CLASSES_ATTR) != checked.data.class_names:
+        study.set_user_attr(CLASSES_ATTR, checked.data.class_names)  # predict names its answers by them
 
 
 @dataclass
@@ -343,6 +354,15 @@ def _raise_terminated(signum: int, _frame: object) -> None:
     raise _Terminated(signum)
 
 
+def _catch_stop_signals() -> dict[int, Any]:
+    """SIGTERM and SIGHUP stop the run as Ctrl-C does; returns the handlers to put back (SIGINT's included).
+    Only where the default action stands: `nohup hpsearch run ... &` keeps its SIGHUP ignored."""
+    previous = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(s) is signal.SIG_DFL}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    return previous
+
+
 def _stop_workers(procs: dict[int, subprocess.Popen[bytes]]) -> None:
     """SIGTERM to every worker (its running trial ends FAIL, resumable), then SIGKILL after 30 s.
 
@@ -377,15 +397,11 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     """
     from rich.live import Live
 
-    from hpsearch.search.breaker import describe, stop_reason
-    from hpsearch.search.worker import PARENT_PID_ENV, StudyStopped
+    from hpsearch.search.worker import PARENT_PID_ENV
     from hpsearch.storage import artifact_dir, mask_url
 
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+    _check_counts(workers, threads)
     check_worker_options(heartbeat_interval, grace_period)
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
     from hpsearch.storage.artifacts import safe_filename
     from hpsearch.storage.outputs import prepare_output_dir
 
@@ -400,19 +416,14 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(art_dir),
            THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
            PARENT_PID_ENV: str(os.getpid())}
-    args = ["--study", spec.study, "--recycle", str(recycle)]
-    if heartbeat_interval:
-        args += ["--heartbeat-interval", str(heartbeat_interval)]
-    if grace_period:
-        args += ["--grace-period", str(grace_period)]
+    args = ["--study", spec.study, "--recycle", str(recycle),
+            *(["--heartbeat-interval", str(heartbeat_interval)] if heartbeat_interval else []),
+            *(["--grace-period", str(grace_period)] if grace_period else [])]
     console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
                   f"{before.done}/{spec.trials} trials done; starting {workers} worker(s) x {threads} thread(s); "
                   f"logs in {log_dir}")
     base = first_worker_number(fresh)
-    # Only where the default action stands: `nohup hpsearch run ... &` keeps its SIGHUP ignored.
-    previous = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(s) is signal.SIG_DFL}
-    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    previous = _catch_stop_signals()
     procs: dict[int, subprocess.Popen[bytes]] = {}
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     try:
@@ -431,6 +442,22 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
             live.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    return _outcome(study, spec, procs, workers, log_dir, console)
+
+
+def _check_counts(workers: int | None, threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+
+
+def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Popen[bytes]], workers: int,
+             log_dir: Path, console: Console) -> Progress:
+    """The study's progress once the workers are gone; a tripped breaker or a short budget raise."""
+    from hpsearch.search.breaker import describe, stop_reason
+    from hpsearch.search.worker import StudyStopped
+
     stopped = _through_outage(lambda: stop_reason(study), console)
     if stopped:
         _stop_workers(procs)
@@ -474,50 +501,25 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
     import optuna
 
     from hpsearch.search.breaker import stop_reason
-    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, caused_by_storage, fail_orphaned_trials
+    from hpsearch.storage import caused_by_storage, fail_orphaned_trials
 
-    respawns = 0
-    start = time.monotonic()
-    last_line = ""
-    failed_seen = -1
-    p: Progress | None = None
-    outage_since: float | None = None
+    respawns, failed_seen = 0, -1
+    display, outage = _Display(spec, console, live), _Outage(console)
     exited: list[tuple[int, int]] = []  # (worker, exit code) reaped but not yet respawned
     while procs or exited:
         try:
             p = measure(study, spec, workers)
-            stopped = False
-            if p.failed != failed_seen:  # the breaker only trips when a trial fails
-                failed_seen = p.failed
-                stopped = bool(stop_reason(study))
+            stopped = p.failed != failed_seen and bool(stop_reason(study))  # the breaker trips on a failure
+            failed_seen = p.failed
         except Exception as exc:
-            if not caused_by_storage(exc):
-                raise
-            if outage_since is None:
-                outage_since = time.monotonic()
-                console.print(f"[yellow]storage unreachable ({type(exc).__name__}): progress paused; the workers "
-                              "wait for it[/]", highlight=False)
-            waited = time.monotonic() - outage_since
-            if waited > STORAGE_OUTAGE_SECONDS:
-                raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up (the workers "
-                                    "give up too; run the same command again once the database is back)") from None
+            outage.failed(exc)
             exited += _reap(procs, log_dir, console)
             time.sleep(POLL_SECONDS)
             continue
-        if outage_since is not None:
-            console.print(f"storage back after {time.monotonic() - outage_since:.0f}s; progress resumes",
-                          highlight=False)
-            outage_since = None
+        outage.answered()
         if stopped:
             return
-        elapsed = time.monotonic() - start
-        if live:
-            live.update(render(spec, p, elapsed))
-        else:
-            line = progress_line(spec, p, elapsed)
-            if line.split("] ", 1)[1] != last_line:
-                console.print(line, soft_wrap=True, markup=False, highlight=False)
-                last_line = line.split("] ", 1)[1]
+        display.update(p)
         exited += _reap(procs, log_dir, console)
         work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
         for i, code in exited:
@@ -533,6 +535,55 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
                 if not caused_by_storage(exc):
                     raise  # an outage shows at the next measure
             time.sleep(POLL_SECONDS)
+
+
+class _Display:
+    """The progress: a live panel on a terminal, else a line whenever something changed."""
+
+    def __init__(self, spec: StudySpec, console: Console, live: Any) -> None:
+        self.spec, self.console, self.live = spec, console, live
+        self.start = time.monotonic()
+        self.last = ""
+
+    def update(self, p: Progress) -> None:
+        elapsed = time.monotonic() - self.start
+        if self.live:
+            self.live.update(render(self.spec, p, elapsed))
+            return
+        line = progress_line(self.spec, p, elapsed)
+        if line.split("] ", 1)[1] != self.last:
+            self.console.print(line, soft_wrap=True, markup=False, highlight=False)
+            self.last = line.split("] ", 1)[1]
+
+
+class _Outage:
+    """A storage outage as the launcher lives it: one line when it starts, one when it ends; it gives up after the
+    workers' own limit."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        """Re-raises `exc` unless the storage is unreachable; raises HpsearchError once that lasts too long."""
+        from hpsearch.storage import STORAGE_OUTAGE_SECONDS, caused_by_storage
+
+        if not caused_by_storage(exc):
+            raise exc
+        if self.since is None:
+            self.since = time.monotonic()
+            self.console.print(f"[yellow]storage unreachable ({type(exc).__name__}): progress paused; the workers "
+                               "wait for it[/]", highlight=False)
+        waited = time.monotonic() - self.since
+        if waited > STORAGE_OUTAGE_SECONDS:
+            raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up (the workers give "
+                                "up too; run the same command again once the database is back)") from None
+
+    def answered(self) -> None:
+        if self.since is not None:
+            self.console.print(f"storage back after {time.monotonic() - self.since:.0f}s; progress resumes",
+                               highlight=False)
+            self.since = None
 
 
 def _reap(procs: dict[int, subprocess.Popen[bytes]], log_dir: Path, console: Console) -> list[tuple[int, int]]:

@@ -47,6 +47,29 @@ class Batches(keras.utils.PyDataset):
             self._order = self._rng.permutation(len(self._order))
 
 
+def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: list[keras.callbacks.Callback],
+         verbose: int | str) -> dict[str, list[float]]:
+    """`model.fit` on the training split, validating every epoch; the logs as floats.
+
+    Raises:
+        TrialFailed: the loss became NaN or infinite.
+    """
+    if is_streamed(data.x_train):  # images read from disk batch by batch (a folder larger than memory)
+        history = model.fit(Batches(data.x_train, data.y_train, config.batch_size, shuffle=True),
+                            epochs=config.epochs, validation_data=Batches(data.x_val, data.y_val, config.batch_size),
+                            callbacks=callbacks, verbose=verbose)
+    else:
+        history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                            validation_data=(data.x_val, data.y_val), callbacks=callbacks, verbose=verbose)
+    logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = logs.get("loss", [])
+    if any(not math.isfinite(v) for v in losses) or getattr(model, "stop_training_reason", None) == "nan":
+        bad = next((i for i, v in enumerate(losses, 1) if not math.isfinite(v)), len(losses))
+        raise TrialFailed(f"training diverged: the loss became NaN/inf in epoch {bad}; lower the learning rate "
+                          "or narrow its range")
+    return logs
+
+
 def predict(model: keras.Model, x: object, batch_size: int = 512) -> np.ndarray:
     """Class probabilities for `x`, an array or streamed images."""
     if is_streamed(x):
@@ -113,20 +136,9 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
     first = [precise_bn] if precise_bn is not None else []
     all_callbacks = first + standard_callbacks(config, monitor) + list(callbacks)
     start = time.perf_counter()
-    if is_streamed(data.x_train):  # images read from disk batch by batch (a folder larger than memory)
-        history = model.fit(Batches(data.x_train, data.y_train, config.batch_size, shuffle=True),
-                            epochs=config.epochs, validation_data=Batches(data.x_val, data.y_val, config.batch_size),
-                            callbacks=all_callbacks, verbose=verbose)
-    else:
-        history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
-                            validation_data=(data.x_val, data.y_val), callbacks=all_callbacks, verbose=verbose)
+    logs = _fit(model, data, config, all_callbacks, verbose)
     seconds = time.perf_counter() - start
-    logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     losses = logs.get("loss", [])
-    if any(not math.isfinite(v) for v in losses) or getattr(model, "stop_training_reason", None) == "nan":
-        bad = next((i for i, v in enumerate(losses, 1) if not math.isfinite(v)), len(losses))
-        raise TrialFailed(f"training diverged: the loss became NaN/inf in epoch {bad}; lower the learning rate "
-                          "or narrow its range")
     if precise_bn is not None:
         # EarlyStopping restores a snapshot taken after a recompute, and fit validates after every epoch's last
         # step, so this is a guard: weights trained past the last validation (a change of the fit loop) would

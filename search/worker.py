@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import optuna
 
     from hpsearch.search.spec import StudySpec
+    from hpsearch.storage.locks import StudyLock
 
 logger = logging.getLogger("hpsearch")
 
@@ -206,17 +207,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     so that their retries run here. `gc_after_trial` (a full collection, ~50 ms) frees what a Keras trial
     leaves behind; cheap objectives can turn it off.
     """
-    import optuna
-    from optuna.trial import TrialState
-
-    from hpsearch.search.breaker import describe, stop_reason
-    from hpsearch.search.budget import check_budget, count_trials, remaining_budget
-    from hpsearch.storage import (
-        STORAGE_OUTAGE_SECONDS,
-        STORAGE_RETRY_SECONDS,
-        caused_by_storage,
-        fail_orphaned_trials,
-    )
+    from hpsearch.search.budget import check_budget
     from hpsearch.storage.locks import StudyLock
 
     lock = StudyLock(study)
@@ -229,51 +220,82 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     ran = 0
     outage_since: float | None = None
     try:
-        while True:
-            if deadline is not None and time.time() >= deadline:
-                logger.info("study timeout reached")
-                break
+        while deadline is None or time.time() < deadline:
             try:
-                stopped = stop_reason(study)
-                if stopped:
-                    raise StudyStopped(describe(stopped, study.study_name))
-                lock.acquire()
-                if remaining_budget(study, budget) == 0 and not count_trials(study, (TrialState.WAITING,)):
-                    lock.release()
-                    if not count_trials(study, (TrialState.RUNNING,)):
-                        break
-                    optuna.storages.fail_stale_trials(study)
-                    fail_orphaned_trials(study)  # died before their first heartbeat: no stale check sees them
-                    time.sleep(IDLE_POLL_SECONDS)
-                    continue
-                try:
-                    study.optimize(guarded, n_trials=1, catch=(Exception,), gc_after_trial=gc_after_trial,
-                                   callbacks=callbacks)
-                finally:
-                    lock.release()
+                step = _step(study, budget, lock, guarded, gc_after_trial, callbacks)
                 outage_since = None
             except Exception as exc:
-                if not caused_by_storage(exc):
-                    raise
-                # The database went away (restart, dropped connections): wait for it instead of dying. A trial
-                # whose result could not be stored stays RUNNING until its heartbeat is stale, then is retried.
                 lock.release()
-                outage_since = outage_since or time.monotonic()
-                waited = time.monotonic() - outage_since
-                if waited > STORAGE_OUTAGE_SECONDS:
-                    raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up "
-                                        f"({type(exc).__name__})") from None
-                logger.warning("storage unreachable (%s); retrying in %.0fs", type(exc).__name__,
-                               STORAGE_RETRY_SECONDS)
-                time.sleep(STORAGE_RETRY_SECONDS)
+                outage_since = _wait_for_storage(exc, outage_since)
                 continue
-            ran += 1
-            if recycle and ran >= recycle and on_recycle is not None:
-                lock.close()
-                on_recycle(ran)
+            if step == "done":
+                break
+            if step == "ran":
+                ran += 1
+                if recycle and ran >= recycle and on_recycle is not None:
+                    lock.close()
+                    on_recycle(ran)
+        else:
+            logger.info("study timeout reached")
     finally:
         lock.close()
     return ran
+
+
+def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable[[optuna.trial.Trial], float],
+          gc_after_trial: bool, callbacks: list[Callable[..., None]] | None) -> str:
+    """One turn of the worker loop: "ran" a trial, "idle" (only other workers' trials are left: stale and
+    orphaned ones are failed so their retries can run), or "done".
+
+    Raises:
+        StudyStopped: the circuit breaker tripped.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from hpsearch.search.breaker import describe, stop_reason
+    from hpsearch.search.budget import count_trials, remaining_budget
+    from hpsearch.storage import fail_orphaned_trials
+
+    stopped = stop_reason(study)
+    if stopped:
+        raise StudyStopped(describe(stopped, study.study_name))
+    lock.acquire()
+    if remaining_budget(study, budget) == 0 and not count_trials(study, (TrialState.WAITING,)):
+        lock.release()
+        if not count_trials(study, (TrialState.RUNNING,)):
+            return "done"
+        optuna.storages.fail_stale_trials(study)
+        fail_orphaned_trials(study)  # died before their first heartbeat: no stale check sees them
+        time.sleep(IDLE_POLL_SECONDS)
+        return "idle"
+    try:
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=gc_after_trial, callbacks=callbacks)
+    finally:
+        lock.release()
+    return "ran"
+
+
+def _wait_for_storage(exc: Exception, since: float | None) -> float:
+    """Re-raises `exc` unless the database went away (restart, dropped connections); then waits a little and
+    returns when the outage began. A trial whose result could not be stored stays RUNNING until its heartbeat is
+    stale, then is retried.
+
+    Raises:
+        HpsearchError: the storage has been unreachable for longer than STORAGE_OUTAGE_SECONDS.
+    """
+    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, STORAGE_RETRY_SECONDS, caused_by_storage
+
+    if not caused_by_storage(exc):
+        raise exc
+    since = since or time.monotonic()
+    waited = time.monotonic() - since
+    if waited > STORAGE_OUTAGE_SECONDS:
+        raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up "
+                            f"({type(exc).__name__})") from None
+    logger.warning("storage unreachable (%s); retrying in %.0fs", type(exc).__name__, STORAGE_RETRY_SECONDS)
+    time.sleep(STORAGE_RETRY_SECONDS)
+    return since
 
 
 def _recycle(ran: int) -> None:
