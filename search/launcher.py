@@ -399,11 +399,11 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
 
     from hpsearch.search.worker import PARENT_PID_ENV
     from hpsearch.storage import artifact_dir, mask_url
+    from hpsearch.storage.artifacts import safe_filename
+    from hpsearch.storage.outputs import prepare_output_dir
 
     _check_counts(workers, threads)
     check_worker_options(heartbeat_interval, grace_period)
-    from hpsearch.storage.artifacts import safe_filename
-    from hpsearch.storage.outputs import prepare_output_dir
 
     art_dir = artifact_dir(storage_url, artifacts)
     _check_creatable(art_dir)  # before the study exists: an unusable artifact directory is a usage error
