@@ -402,8 +402,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     from hpsearch.storage.artifacts import safe_filename
     from hpsearch.storage.outputs import prepare_output_dir
 
-    _check_counts(workers, threads)
-    check_worker_options(heartbeat_interval, grace_period)
+    _check_counts(workers, threads, heartbeat_interval, grace_period)
 
     art_dir = artifact_dir(storage_url, artifacts)
     _check_creatable(art_dir)  # before the study exists: an unusable artifact directory is a usage error
@@ -445,7 +444,9 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     return _outcome(study, spec, procs, workers, log_dir, console)
 
 
-def _check_counts(workers: int | None, threads: int | None) -> None:
+def _check_counts(workers: int | None, threads: int | None, heartbeat_interval: int | None,
+                  grace_period: int | None) -> None:
+    check_worker_options(heartbeat_interval, grace_period)
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
     if workers is not None and workers < 1:
