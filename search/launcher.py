@@ -166,12 +166,41 @@ class Progress:
 
 
 def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:
+    """The study's progress: counts per state, best so far, running trials, ETA for `workers` workers.
+
+    On a database it is read with a few SQL queries (the launcher asks every second, `status` once; a study of
+    20,000 trials stays cheap); a storage without SQL (in memory) is read through Optuna.
+    """
+    from hpsearch.storage.optuna_compat import rdb_engine
+
+    engine = rdb_engine(study)
+    if engine is not None:
+        from hpsearch.storage.queries import progress_rows
+
+        rows = progress_rows(engine, study.study_name)
+        p = Progress(complete=rows.counts["complete"], pruned=rows.counts["pruned"], failed=rows.counts["fail"],
+                     running=rows.counts["running"], waiting=rows.counts["waiting"], best_value=rows.best_value,
+                     best_trial=rows.best_trial, running_trials=rows.running)
+        durations = rows.durations
+    else:
+        p, durations = _measure_trials(study, spec)
+    left = max(0, spec.trials - p.done)
+    if durations and left:
+        p.eta_seconds = sum(durations) / len(durations) * left / max(1, workers)
+    if spec.timeout and p.eta_seconds is not None:  # a time budget ends the study first
+        started = study.user_attrs.get("hpsearch_started_at")
+        if started:
+            p.eta_seconds = min(p.eta_seconds, max(0.0, float(started) + float(spec.timeout) - time.time()))
+    return p
+
+
+def _measure_trials(study: optuna.Study, spec: StudySpec) -> tuple[Progress, list[float]]:
+    """`measure` through Optuna's trials (a storage without SQL)."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
     p = Progress()
     durations = []
-    for t in trials:
+    for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
             p.complete += 1
             value = t.values[0] if t.values else None  # the first objective (the metric) in a Pareto study
@@ -190,14 +219,7 @@ def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:
                                      "last": max(t.intermediate_values.values()) if t.intermediate_values else None})
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start and t.datetime_complete:
             durations.append((t.datetime_complete - t.datetime_start).total_seconds())
-    left = max(0, spec.trials - p.done)
-    if durations and left:
-        p.eta_seconds = sum(durations) / len(durations) * left / max(1, workers)
-    if spec.timeout and p.eta_seconds is not None:  # a time budget ends the study first
-        started = study.user_attrs.get("hpsearch_started_at")
-        if started:
-            p.eta_seconds = min(p.eta_seconds, max(0.0, float(started) + float(spec.timeout) - time.time()))
-    return p
+    return p, durations
 
 
 def _fmt_seconds(seconds: float | None) -> str:

@@ -322,6 +322,40 @@ def leaderboard(engine: Engine) -> list[dict[str, Any]]:
             for r in rows]
 
 
+@dataclass
+class ProgressRows:
+    """What a progress display needs, read with a few SQL queries whatever the study's size."""
+
+    counts: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+    running: list[dict[str, Any]]  # {"trial", "worker", "epoch", "last"} of each RUNNING trial
+    durations: list[float]  # seconds of each COMPLETE or PRUNED trial
+
+
+def progress_rows(engine: Engine, study: str) -> ProgressRows:
+    """Counts per state, the best value of the first objective, the running trials and the finished trials'
+    durations of one study."""
+    study_id, _ = study_info(engine, study)
+    counts = state_counts(engine, study)[study]
+    top = top_trials(engine, study, limit=1)
+    running_rows = _execute(engine, "SELECT trial_id, number FROM trials WHERE study_id = :sid AND state = 'RUNNING' "
+                                    "ORDER BY number", sid=study_id)
+    running = []
+    if running_rows:
+        ids = [r[0] for r in running_rows]
+        _, attrs = _details(engine, ids)
+        last = dict(_execute(engine, "SELECT trial_id, MAX(intermediate_value) FROM trial_intermediate_values "
+                                     "WHERE trial_id IN :ids GROUP BY trial_id", ids=ids))
+        running = [{"trial": number, "worker": attrs.get(tid, {}).get("worker", "?"),
+                    "epoch": attrs.get(tid, {}).get("epoch", 0), "last": last.get(tid)} for tid, number in running_rows]
+    durations = [d for start, end in _execute(
+        engine, "SELECT datetime_start, datetime_complete FROM trials WHERE study_id = :sid AND state IN "
+                "('COMPLETE', 'PRUNED')", sid=study_id) if (d := _duration(start, end)) is not None]
+    return ProgressRows(counts=counts, best_value=top[0].value if top else None,
+                        best_trial=top[0].trial if top else None, running=running, durations=durations)
+
+
 def state_counts(engine: Engine, study: str | None = None) -> dict[str, dict[str, int]]:
     """Trials per state for every study (or one)."""
     sql = ("SELECT s.study_name, t.state, COUNT(t.trial_id) FROM studies s LEFT JOIN trials t ON "

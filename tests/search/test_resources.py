@@ -95,3 +95,37 @@ def test_the_eta_of_a_time_bounded_study_ends_with_its_time_budget() -> None:
     assert progress.eta_seconds is not None and 490 <= progress.eta_seconds <= 500  # not 50 s x 99,998 / 2
     untimed = StudySpec(study="eta", model="cnn", trials=10)
     assert measure(study, untimed, workers=2).eta_seconds == pytest.approx(50 * 8 / 2)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_progress_read_by_sql_matches_progress_read_through_optuna(tmp_path, direction: str) -> None:
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hpsearch.search.launcher import _measure_trials, measure
+    from hpsearch.search.spec import StudySpec
+
+    study = optuna.create_study(study_name="p", storage=f"sqlite:///{tmp_path / 'p.db'}", direction=direction)
+    dist = {"x": FloatDistribution(0, 1)}
+    for i, (state, value) in enumerate([(TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.9),
+                                        (TrialState.PRUNED, None), (TrialState.FAIL, None),
+                                        (TrialState.COMPLETE, 0.7)]):
+        study.add_trial(create_trial(state=state, value=value, params={"x": i / 10}, distributions=dist,
+                                     intermediate_values={1: 0.3} if state == TrialState.PRUNED else None))
+    running = study.ask()
+    running.set_user_attr("worker", "host:42")
+    running.set_user_attr("epoch", 2)
+    running.report(0.4, 1)
+    running.report(0.6, 2)
+    study.enqueue_trial({"x": 0.2})
+    spec = StudySpec(study="p", model="cnn", trials=10, direction=direction)
+    by_sql = measure(study, spec, workers=2)
+    by_optuna, durations = _measure_trials(study, spec)
+    assert by_sql.running_trials == by_optuna.running_trials == [
+        {"trial": 5, "worker": "host:42", "epoch": 2, "last": 0.6}]
+    for field in ("complete", "pruned", "failed", "running", "waiting", "best_value", "best_trial"):
+        assert getattr(by_sql, field) == getattr(by_optuna, field), field
+    assert (by_sql.complete, by_sql.pruned, by_sql.failed, by_sql.running, by_sql.waiting) == (3, 1, 1, 1, 1)
+    assert by_sql.best_value == (0.9 if direction == "maximize" else 0.5)
+    assert by_sql.eta_seconds is not None and len(durations) == 4
