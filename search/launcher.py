@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -260,13 +261,16 @@ def progress_line(spec: StudySpec, p: Progress, elapsed: float) -> str:
             + (f"; running {running}" if running else ""))
 
 
-def _spawn(index: int, serial: int, args: list[str], env: dict[str, str], log_dir: Path
-           ) -> subprocess.Popen[bytes]:
-    """Starts worker `index` (its log file); `serial` counts every start, respawns included, for its sampler seed."""
+def _spawn(index: int, serial: int, args: list[str], env: dict[str, str], log_dir: Path,
+           gpus: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """Starts worker `index` (its log file; its GPU, when there are GPUs); `serial` counts every start, respawns
+    included, for its sampler seed."""
+    from hpsearch.search.gpus import gpu_env
+
     log = open(log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115 - handed to the child, closed with it
     return subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", *args],
-                            env={**env, WORKER_INDEX_ENV: str(serial)}, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+                            env={**env, **gpu_env(gpus, index), WORKER_INDEX_ENV: str(serial)}, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def open_or_create(spec: StudySpec, storage_url: str, enqueue_defaults: bool = False,
@@ -406,7 +410,8 @@ def _stop_workers(procs: dict[int, subprocess.Popen[bytes]]) -> None:
 
 def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Console, recycle: int = DEFAULT_RECYCLE,
            artifacts: str | None = None, heartbeat_interval: int | None = None, grace_period: int | None = None,
-           enqueue_defaults: bool = False, threads: int | None = None, warm_start: str | None = None) -> Progress:
+           enqueue_defaults: bool = False, threads: int | None = None, warm_start: str | None = None,
+           gpus: list[str] | None = None) -> Progress:
     """Creates/resumes the study, runs `workers` worker processes until the budget is spent, shows progress.
 
     The storage URL reaches the workers through the environment, never their command line (no password in ps).
@@ -431,8 +436,9 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period, warm_start)
     log_dir = prepare_output_dir(art_dir / "logs" / safe_filename(spec.study), (), flag="--artifacts")
     before = measure(study, spec, workers or 1)
-    chosen = plan_workers(workers, threads, spec.trials - before.done - before.running, console,
-                          _seconds_left(study, spec), _trial_cost(study))
+    chosen = plan_workers(workers or (len(gpus) if gpus else None), threads,
+                          spec.trials - before.done - before.running, console, _seconds_left(study, spec),
+                          _trial_cost(study))
     workers, threads = chosen.workers, chosen.threads
     env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(art_dir),
            THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
@@ -448,10 +454,11 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     procs: dict[int, subprocess.Popen[bytes]] = {}
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     try:
-        procs.update({i: _spawn(i, base + i, args, env, log_dir) for i in range(workers)})
+        spawn = functools.partial(_spawn, args=args, env=env, log_dir=log_dir, gpus=gpus)
+        procs.update({i: spawn(i, base + i) for i in range(workers)})
         if live:
             live.start()
-        _watch(study, spec, procs, workers, base, args, env, log_dir, console, live)
+        _watch(study, spec, procs, workers, base, spawn, log_dir, console, live)
     except KeyboardInterrupt as exc:
         name = exc.args[0] if isinstance(exc, _Terminated) else "interrupted"
         console.print(f"[yellow]{name}: stopping the workers (running trials end FAIL; run the same command "
@@ -513,7 +520,8 @@ def _check_creatable(directory: Path) -> None:
 
 
 def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Popen[bytes]], workers: int,
-           base: int, args: list[str], env: dict[str, str], log_dir: Path, console: Console, live: Any) -> None:
+           base: int, spawn: Callable[[int, int], subprocess.Popen[bytes]], log_dir: Path, console: Console,
+           live: Any) -> None:
     """Shows progress and respawns crashed workers until none is left, or the circuit breaker trips.
 
     A storage outage (server restart, dropped connections) pauses the progress display with one line and resumes
@@ -548,7 +556,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
         for i, code in exited:
             if work_left and code != 0 and respawns < 3 * workers:
                 respawns += 1
-                procs[i] = _spawn(i, base + workers + respawns, args, env, log_dir)
+                procs[i] = spawn(i, base + workers + respawns)
         exited = []
         if procs:
             try:

@@ -98,6 +98,8 @@ class Objective:
 
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("threads", worker_threads())  # the launcher's measure of a trial's cost
+        if os.environ.get("CUDA_VISIBLE_DEVICES"):
+            trial.set_user_attr("gpu", os.environ["CUDA_VISIBLE_DEVICES"])  # the device `run --gpus` gave it
         trial.set_user_attr("epoch", 0)
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.spec.seed + trial.number)

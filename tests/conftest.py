@@ -69,3 +69,18 @@ def record_reliability(scenario: str, **figures: object) -> None:
     out.mkdir(exist_ok=True)
     with open(out / "reliability.jsonl", "a") as f:
         f.write(json.dumps({"scenario": scenario, "at": time.strftime("%Y-%m-%d %H:%M:%S"), **figures}) + "\n")
+
+
+# A builder file whose trials take a second or two: for tests of processes, faults and devices, not accuracy.
+TINY_BUILDER = '''
+import keras
+
+
+def build(hp):
+    units = hp.Int("units", 8, 32)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+'''

@@ -65,6 +65,8 @@ def register_run(subparsers: Subparsers) -> None:
                         "and the trials' measured cost; the choice and its reason are printed)")
     p.add_argument("--threads", type=int,
                    help="TensorFlow threads per worker (default: the cores divided among the workers)")
+    p.add_argument("--gpus", metavar="all|0,1,...",
+                   help="one GPU per worker (CUDA_VISIBLE_DEVICES, memory growth on; --workers auto: one per GPU)")
     _add_queue_args(p)
     add_format_arg(p, "text", "json")
     p.add_argument("--quiet", action="store_true")
@@ -86,11 +88,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = make_console(args.quiet)
     url = resolve_url(args.storage)
     _check_warm_start(args.warm_start)
+    from hpsearch.search.gpus import parse_gpus
+
+    gpus, warning = parse_gpus(args.gpus)
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/]")
     spec = spec_from_args(args, url)
     start = time.monotonic()
     launch(spec, url, args.workers, console, recycle=args.recycle, artifacts=args.artifacts,
            heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-           enqueue_defaults=args.enqueue_defaults, threads=args.threads, warm_start=args.warm_start)
+           enqueue_defaults=args.enqueue_defaults, threads=args.threads, warm_start=args.warm_start, gpus=gpus)
     summary, versus = _summary(spec.study, url)
     summary["wall_seconds"] = round(time.monotonic() - start, 1)
     if args.format == "json":

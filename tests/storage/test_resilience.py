@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from optuna.trial import TrialState
 
+from tests.conftest import TINY_BUILDER
+
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 N = 60
@@ -99,20 +101,6 @@ def test_all_connections_terminated_mid_study(postgres_server) -> None:
 
     study, codes = _run_with_fault(postgres_server, terminate)
     _check(study, codes, "pg_terminate_backend of every connection while 3 workers run")
-
-
-TINY_BUILDER = '''
-import keras
-
-
-def build(hp):
-    units = hp.Int("units", 8, 32)
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(units, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-'''
 
 
 def test_launcher_and_its_workers_survive_a_server_restart(postgres_server, tmp_path) -> None:
