@@ -22,7 +22,12 @@ from tests.conftest import ROOT, run_cli
 def test_compose_file_structure() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "worker", "dashboard"}
+    assert set(services) == {"postgres", "create", "worker", "dashboard"}
+    create = services["create"]
+    assert create["command"][:2] == ["hpsearch", "create"] and create["restart"] == "no"
+    spec_file = ROOT / "studies" / create["command"][-1].split(":-")[1].rstrip("}")
+    assert yaml.safe_load(spec_file.read_text())["study"] == services["worker"]["command"][-1].split(":-")[1][:-1]
+    assert services["worker"]["depends_on"]["create"]["condition"] == "service_completed_successfully"
     pg = services["postgres"]
     assert "healthcheck" in pg and any(v.endswith(":/var/lib/postgresql/data") for v in pg["volumes"])
     assert pg["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")  # from .env, not written here

@@ -1,0 +1,88 @@
+"""The Kubernetes manifests, validated offline against the Kubernetes API's schemas, and what they promise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+KUBE = ROOT / "kubernetes"
+K8S_VERSION = "1.30.0"
+
+
+def documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def resources() -> list[dict]:
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    return [d for name in kustomization["resources"] for d in documents(KUBE / name)]
+
+
+def by_kind(kind: str, name: str) -> dict:
+    return next(d for d in resources() if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_every_manifest_is_valid_against_the_kubernetes_schemas() -> None:
+    import kubernetes_validate
+
+    docs = resources() + documents(KUBE / "gpu" / "workers-gpu.yaml")
+    assert {d["kind"] for d in docs} >= {"Service", "StatefulSet", "PersistentVolumeClaim", "Job", "Deployment"}
+    for doc in docs[:-1]:  # the GPU patch is partial by design: checked below
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    # The validator can fail: a misspelt field is refused.
+    broken = by_kind("Job", "hpsearch-workers")
+    broken["spec"]["paralellism"] = 4
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_kustomization_names_files_that_exist() -> None:
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    for name in kustomization["resources"] + kustomization["configMapGenerator"][0]["files"]:
+        assert (KUBE / name).is_file(), name
+    assert kustomization["secretGenerator"][0]["envs"] == ["secret.env"]
+    assert (KUBE / "secret.env.example").is_file() and "kubernetes/secret.env" in (ROOT / ".gitignore").read_text()
+    gpu = yaml.safe_load((KUBE / "gpu" / "kustomization.yaml").read_text())
+    assert gpu["resources"] == [".."] and (KUBE / "gpu" / gpu["patches"][0]["path"]).is_file()
+    patch = documents(KUBE / "gpu" / "workers-gpu.yaml")[0]
+    worker = patch["spec"]["template"]["spec"]["containers"][0]
+    assert worker["name"] == "worker" and worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_workers_are_an_indexed_job_that_waits_for_the_study() -> None:
+    from hpsearch.search.spec import StudySpec
+
+    job = by_kind("Job", "hpsearch-workers")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["parallelism"] == spec["completions"] >= 1
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    worker = pod["containers"][0]
+    assert "hpsearch worker" in " ".join(worker["command"]) and worker["resources"]["requests"]["cpu"]
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["HPSEARCH_WORKER_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"].endswith("job-completion-index']")
+    assert env["HPSEARCH_THREADS"]["value"] == str(worker["resources"]["requests"]["cpu"])
+    assert "hpsearch status" in " ".join(pod["initContainers"][0]["command"])
+    study = yaml.safe_load((KUBE / "study.yaml").read_text())
+    assert env["HPSEARCH_STUDY"]["value"] == study["study"]
+    StudySpec.from_dict(study, "kubernetes/study.yaml")  # the shipped spec is valid
+    create = by_kind("Job", "hpsearch-create-study")["spec"]["template"]["spec"]["containers"][0]
+    assert create["command"][:2] == ["hpsearch", "create"]
+
+
+def test_credentials_come_from_the_secret_and_the_dashboard_stays_inside() -> None:
+    for doc in resources():
+        text = yaml.safe_dump(doc)
+        assert "change-me" not in text and "postgresql+psycopg://" not in text  # no credential in a manifest
+        if doc["kind"] == "Service":
+            assert doc["spec"]["type"] == "ClusterIP"
+    for kind, name in (("Job", "hpsearch-workers"), ("Job", "hpsearch-create-study"),
+                       ("Deployment", "hpsearch-dashboard")):
+        container = by_kind(kind, name)["spec"]["template"]["spec"]["containers"][0]
+        storage = next(e for e in container["env"] if e["name"] == "HPSEARCH_STORAGE")
+        assert storage["valueFrom"]["secretKeyRef"] == {"name": "hpsearch-db", "key": "HPSEARCH_STORAGE"}
+    assert not any(d["kind"] == "Ingress" for d in resources())
