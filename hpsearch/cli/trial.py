@@ -62,11 +62,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def register_predict(subparsers: Subparsers) -> None:
     p = add_command(
         subparsers, "predict", cmd_predict,
-        "classify digit images (PNG/JPG, any size, colour or grey) with the best model",
+        "classify images (PNG/JPG, any size, colour or grey) with the best model: digits, or your own classes",
         "  hpsearch predict --study cnn-mnist my-digit.png\n  hpsearch predict --study cnn-mnist --top 3 *.png")
     p.add_argument("images", nargs="+", help="image files")
     _add_trial_args(p)
-    p.add_argument("--top", type=int, default=1, help="show the N likeliest digits (default 1)")
+    p.add_argument("--top", type=int, default=1, help="show the N likeliest classes (default 1)")
     add_format_arg(p, "text", "json")
 
 
