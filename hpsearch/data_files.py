@@ -182,15 +182,18 @@ def _read_tf_data(got: object, ref: str) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     total = 0
     for split, dataset in parts.items():
+        spec = dataset.element_spec
+        if not isinstance(spec, tuple) or len(spec) != 2:
+            raise UsageError(f"dataset loader {ref!r}: the {split} dataset yields {type(spec).__name__} elements; "
+                             "yield (image, label) pairs or batches of them (e.g. ds.map(lambda d: (d['image'], "
+                             "d['label'])) for a dictionary)")
+        x_shape, y_shape = spec[0].shape, spec[1].shape
+        # Batched: an unknown first axis, or one that x and y share (batch(n, drop_remainder=True)).
+        batched = len(x_shape) > 0 and (x_shape[0] is None or (len(y_shape) > 0 and y_shape[0] == x_shape[0]))
         xs, ys = [], []
-        batched = len(dataset.element_spec[0].shape) > 0 and dataset.element_spec[0].shape[0] is None
-        for element in dataset.as_numpy_iterator():
-            if not isinstance(element, tuple) or len(element) != 2:
-                raise UsageError(f"dataset loader {ref!r}: the {split} dataset yields {type(element).__name__}; "
-                                 "yield (image, label) pairs or batches of them")
-            x, y = element
+        for x, y in dataset.as_numpy_iterator():
             xs.append(x if batched else x[None])
-            ys.append(np.atleast_1d(y))
+            ys.append(np.asarray(y) if batched else np.asarray(y)[None])
             total += xs[-1].nbytes
             if total > TF_DATA_MAX_BYTES:
                 raise UsageError(f"dataset loader {ref!r}: its tf.data datasets take more than "
@@ -202,8 +205,8 @@ def _read_tf_data(got: object, ref: str) -> dict[str, np.ndarray]:
         if y_all.ndim == 2 and y_all.shape[1] > 1:  # one-hot labels (label_mode="categorical")
             y_all = y_all.argmax(axis=1)
         if np.issubdtype(x_all.dtype, np.floating) and x_all.size and 1.0 < x_all.max() <= 255.0 \
-                and x_all.min() >= 0.0 and np.all(np.mod(x_all, 1) == 0):
-            x_all = x_all.astype(np.uint8)  # integral 0..255 pixels (image_dataset_from_directory)
+                and x_all.min() >= 0.0:
+            x_all = (x_all / 255.0).astype(np.float32)  # 0..255 pixels (image_dataset_from_directory), as uint8 are
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x_all, y_all.reshape(-1)
     names = getattr(parts["train"], "class_names", None)
     if names:

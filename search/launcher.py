@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import secrets
@@ -126,8 +127,11 @@ def _check_same_setup(spec: StudySpec, stored: dict[str, Any] | None) -> None:
     """Raises UsageError when an existing study was made for another model, dataset, metric..."""
     if not stored:
         return
-    diffs = [f"{k}: study has {stored.get(k)!r}, asked {getattr(spec, k)!r}" for k in IDENTITY_FIELDS
-             if stored.get(k) != getattr(spec, k)]
+    # A key a study stored before it existed (objectives) has its default: a study of one objective.
+    defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(spec)}
+    diffs = [f"{k}: study has {stored.get(k, defaults[k])!r}, asked {getattr(spec, k)!r}" for k in IDENTITY_FIELDS
+             if stored.get(k, defaults[k]) != getattr(spec, k)]
     if diffs:
         raise UsageError(f"study {spec.study!r} exists with a different set-up ({'; '.join(diffs)}); use another "
                          "--study name or the same settings")
@@ -465,6 +469,9 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
                       "again to resume)[/]")
         _stop_workers(procs)
         raise
+    except BaseException:  # the launcher gives up (storage gone too long, a bug): no worker outlives it
+        _stop_workers(procs)
+        raise
     finally:
         if live:
             live.stop()
@@ -552,6 +559,13 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
             return
         display.update(p)
         exited += _reap(procs, log_dir, console)
+        if any(code for _, code in exited):  # a worker that stopped on a tripped breaker is not respawned
+            try:
+                if stop_reason(study):
+                    return
+            except Exception as exc:
+                outage.failed(exc)
+                continue
         work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
         for i, code in exited:
             if work_left and code != 0 and respawns < 3 * workers:

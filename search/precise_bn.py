@@ -63,12 +63,11 @@ def sample_inputs(x: Any, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SE
     """
     count = len(keras.tree.flatten(x)[0])
     if samples >= count:
-        # Images streamed from disk are read here: the sample is what the recompute runs on.
-        return keras.tree.map_structure(lambda a: a if isinstance(a, np.ndarray) else np.asarray(a), x)
-    # Sorted, so the copy reads the source array front to back. Indexed before the conversion, so that inputs
-    # read from disk (image folders larger than memory) read only the sample.
+        return x
+    # Sorted, so the copy reads the source array front to back. Images streamed from disk (image folders larger
+    # than memory) stay on disk: indexing them selects files, and each recompute reads them batch by batch.
     index = np.sort(np.random.default_rng(seed).choice(count, size=samples, replace=False))
-    return keras.tree.map_structure(lambda a: np.asarray(a[index]), x)
+    return keras.tree.map_structure(lambda a: np.asarray(a)[index] if isinstance(a, np.ndarray) else a[index], x)
 
 
 def bounded_sample_size(samples: int, train_size: int, max_fraction: float | None = MAX_FRACTION) -> int:
@@ -213,7 +212,8 @@ def _batches(x: Any, batch_size: int) -> Iterator[tuple[Any, int]]:
     count = len(keras.tree.flatten(x)[0])
     for start in range(0, count, batch_size):
         size = min(batch_size, count - start)
-        yield keras.tree.map_structure(lambda a, s=start, n=size: a[s:s + n], x), size
+        # np.asarray reads a slice of streamed images from disk; an array's slice is a view.
+        yield keras.tree.map_structure(lambda a, s=start, n=size: np.asarray(a[s:s + n]), x), size
 
 
 def _average_over(model: keras.Model, layers: list[keras.layers.BatchNormalization], x: Any,

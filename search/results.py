@@ -194,8 +194,10 @@ def export(stored: StoredTrial, out: Path, verbose: int = 0) -> dict[str, Any]:
                      [stored.trial.intermediate_values[s] for s in steps]}, out / "curves.png", title)
     plot_confusion(data.y_test, y_pred, data.class_names, out / "confusion_matrix.png", title)
     (out / "classification_report.txt").write_text(classification_report(data.y_test, y_pred, data.class_names))
-    info = {"study": stored.study.study_name, "trial": stored.trial.number, "value": stored.trial.value,
-            "params": stored.trial.params, "fixed": stored.fixed_values(), "model": stored.spec.model,
+    values = stored.trial.values or [None]  # several in a study of several objectives: the metric's first
+    info = {"study": stored.study.study_name, "trial": stored.trial.number, "value": values[0],
+            **({"values": values} if len(values) > 1 else {}), "params": stored.trial.params,
+            "fixed": stored.fixed_values(), "model": stored.spec.model,
             "dataset": stored.spec.dataset, "test_accuracy": float((y_pred == data.y_test).mean()),
             "retrained": retrained}
     (out / "params.json").write_text(json.dumps(info, indent=2, default=str))

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import re
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -379,16 +380,20 @@ def rdb_engine(study: optuna.Study) -> Any:
     return engine_of(study)
 
 
+# RUNNING trials seen without a heartbeat: (study id, trial id) -> when this process first saw them so.
+_HEARTBEATLESS_SINCE: dict[tuple[int, int], float] = {}
+
+
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Fails the RUNNING trials that never recorded a heartbeat and started more than the grace period ago.
+    """Fails the RUNNING trials that have stayed without a heartbeat for longer than the grace period.
 
     A worker that dies (or loses the database) between creating its trial and recording the first heartbeat leaves
     a trial Optuna's stale-trial check never fails (it skips trials without a heartbeat), and that trial would hold
-    a place in the budget for ever. Only storages with heartbeats are checked: without them every running trial
+    a place in the budget for ever. The grace period is counted on this process's own clock from when it first
+    saw the trial without a heartbeat (never from the creating worker's clock: workers on other machines may be
+    in other time zones or drift). Only storages with heartbeats are checked: without them every running trial
     lacks one. Returns the numbers of the trials failed; each keeps the reason in `fail_reason`.
     """
-    from datetime import datetime, timedelta
-
     import optuna
     import sqlalchemy
 
@@ -399,18 +404,20 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     engine = getattr(backend, "engine", None)
     if not interval or engine is None:
         return []
-    grace = timedelta(seconds=getattr(backend, "grace_period", None) or 2 * interval)
+    grace = getattr(backend, "grace_period", None) or 2 * interval
+    sid = study_id(study)
     with engine.connect() as connection:
         rows = connection.execute(sqlalchemy.text(
-            "SELECT t.trial_id, t.number, t.datetime_start FROM trials t LEFT JOIN trial_heartbeats h "
-            "ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL"),
-            {"sid": study_id(study)}).all()
+            "SELECT t.trial_id, t.number FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+            "WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL"), {"sid": sid}).all()
+    now = time.monotonic()
+    seen = {(sid, int(trial_id)) for trial_id, _ in rows}
+    for key in [k for k in _HEARTBEATLESS_SINCE if k[0] == sid and k not in seen]:
+        del _HEARTBEATLESS_SINCE[key]  # it beat, or ended
     failed = []
-    now = datetime.now()  # Optuna stamps datetime_start with the creating worker's clock
-    for trial_id, number, started in rows:
-        if isinstance(started, str):
-            started = datetime.fromisoformat(started)
-        if started is None or now - started <= grace:
+    for trial_id, number in rows:
+        since = _HEARTBEATLESS_SINCE.setdefault((sid, int(trial_id)), now)
+        if now - since <= grace:
             continue
         try:
             storage.set_trial_user_attr(trial_id, "fail_reason", "its worker stopped before the trial's first "
@@ -418,5 +425,7 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
             storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it ended meanwhile
+        finally:
+            _HEARTBEATLESS_SINCE.pop((sid, int(trial_id)), None)
         failed.append(int(number))
     return failed

@@ -161,8 +161,8 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 
-def from_directory():
-    common = dict(image_size=(16, 16), color_mode="grayscale", batch_size=32, seed=0, validation_split=0.2)
+def from_directory():  # resized from 16x16: bilinear, fractional 0..255 pixels
+    common = dict(image_size=(12, 12), color_mode="grayscale", batch_size=32, seed=0, validation_split=0.2)
     return (keras.utils.image_dataset_from_directory("photos", subset="training", **common),
             keras.utils.image_dataset_from_directory("photos", subset="validation", **common))
 
@@ -172,6 +172,22 @@ def slices():
     x = (bunch.images * 255 / 16).round().astype("uint8")[..., None]
     return {"train": tf.data.Dataset.from_tensor_slices((x[:1500], bunch.target[:1500])),
             "test": tf.data.Dataset.from_tensor_slices((x[1500:], bunch.target[1500:]))}
+
+
+def dropped_remainder_one_hot():
+    bunch = load_digits()
+    x = (bunch.images * 255 / 16).round().astype("uint8")[..., None]
+    y = tf.one_hot(bunch.target, 10)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(100, drop_remainder=True)
+
+
+def unbatched_one_hot():
+    bunch = load_digits()
+    return tf.data.Dataset.from_tensor_slices((bunch.images[..., None] / 16.0, tf.one_hot(bunch.target, 10)))
+
+
+def dictionaries():
+    return tf.data.Dataset.from_tensor_slices({"image": [[1.0]], "label": [0]})
 
 
 def wrong_keys():
@@ -192,7 +208,7 @@ def test_a_loader_may_return_tf_data_datasets(tmp_path: Path, monkeypatch: pytes
     monkeypatch.chdir(tmp_path)
     folder = load_dataset("tf_data.py:from_directory")
     assert folder.class_names == ["one", "two", "zero"]  # image_dataset_from_directory's, kept
-    assert folder.input_shape == (16, 16, 1)
+    assert folder.input_shape == (12, 12, 1)
     assert len(folder.x_train) + len(folder.x_val) + len(folder.x_test) == int(keep.sum())
     assert 0.0 <= folder.x_train.min() and folder.x_train.max() <= 1.0 and folder.x_train.max() > 0.5  # scaled
     sliced = load_dataset("tf_data.py:slices", validation_split=0.2)
@@ -200,3 +216,9 @@ def test_a_loader_may_return_tf_data_datasets(tmp_path: Path, monkeypatch: pytes
     np.testing.assert_array_equal(sliced.y_test, bunch.target[1500:])
     with pytest.raises(UsageError, match="use the keys train"):
         load_dataset("tf_data.py:wrong_keys")
+    dropped = load_dataset("tf_data.py:dropped_remainder_one_hot")  # batches of a known size, one-hot labels
+    assert len(dropped.x_train) + len(dropped.x_val) + len(dropped.x_test) == 1700 and dropped.num_classes == 10
+    single = load_dataset("tf_data.py:unbatched_one_hot")
+    assert single.input_shape == (8, 8, 1) and len(single.x_train) + len(single.x_val) + len(single.x_test) == 1797
+    with pytest.raises(UsageError, match="yield \\(image, label\\) pairs"):
+        load_dataset("tf_data.py:dictionaries")

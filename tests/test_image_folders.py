@@ -144,6 +144,17 @@ def test_a_folder_larger_than_memory_is_streamed_and_reads_the_same_images(tmp_p
     first_x, first_y = batches[0]
     assert first_x.shape == (32, 16, 16, 1) and first_y.shape == (32,) and len(decoded) == 32  # one batch read
     assert len(batches) == -(-len(streamed.x_train) // 32)
+    # Precise BatchNorm's sample stays on disk too: each recompute reads its images batch by batch.
+    import keras
+
+    from hpsearch.search.precise_bn import recompute_batch_norm_statistics, sample_inputs
+
+    assert isinstance(sample_inputs(streamed.x_train, 64), ImageFiles)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    decoded.clear()
+    assert recompute_batch_norm_statistics(model, streamed.x_train, samples=64, batch_size=32) == 1
+    assert len(decoded) == 64
     # Asked for by name, whatever the size (what workers read from the study's dataset name).
     monkeypatch.setattr(image_folders, "MAX_BYTES", 8 * 2**30)
     assert isinstance(load_dataset(f"images:{root}?stream=1").x_train, ImageFiles)

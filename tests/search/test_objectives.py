@@ -81,6 +81,10 @@ def test_accuracy_against_size_keeps_a_pareto_front(tmp_path: Path) -> None:
         beaten = any(dominated(t.values, o.values, maximize) for o in complete)
         assert (t.number not in front_numbers) == beaten
     assert result.best_value == max(t.values[0] for t in complete)
+    export = run_cli("export", "--study", "mo", "--storage", url, "--out", str(tmp_path / "best"), "--format", "json")
+    assert export.returncode == 0, export.stderr[-2000:]
+    exported = json.loads((tmp_path / "best" / "params.json").read_text())
+    assert exported["value"] == result.best_value and len(exported["values"]) == 3
 
     best = run_cli("best", "--study", "mo", "--storage", url, "--format", "json")
     assert best.returncode == 0, best.stderr[-2000:]
@@ -94,3 +98,19 @@ def test_accuracy_against_size_keeps_a_pareto_front(tmp_path: Path) -> None:
     header = csv.stdout.splitlines()[0].split(",")
     assert header[:5] == ["trial", "state", "value", "parameters", "val_loss"]
     assert len(csv.stdout.splitlines()) == 1 + 6
+
+
+def test_a_study_stored_before_objectives_existed_resumes(tmp_path: Path) -> None:
+    from hpsearch.search.launcher import create_or_resume
+    from hpsearch.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'old.db'}")
+    spec = StudySpec(study="old", model="resnet4", trials=3)
+    old = spec.to_dict()
+    del old["objectives"]  # what a study created by an earlier hpsearch holds
+    optuna.create_study(study_name="old", storage=storage, direction="maximize").set_user_attr("hpsearch_spec", old)
+    study = create_or_resume(spec, storage, check=False)
+    assert study.user_attrs["hpsearch_spec"]["objectives"] == []
+    with pytest.raises(UsageError, match="objectives: study has \\[\\], asked \\['parameters'\\]"):
+        create_or_resume(StudySpec(study="old", model="resnet4", trials=3, objectives=["parameters"]), storage,
+                         check=False)

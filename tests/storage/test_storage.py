@@ -163,9 +163,10 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(storage_
     study = optuna.create_study(study_name="orphans", storage=storage)
     orphan = study.ask()  # created, never a heartbeat: what a worker killed right after creating it leaves
     beating = study.ask()
+    assert fail_orphaned_trials(study) == []  # first seen without a heartbeat: the grace period starts now
     time.sleep(2.5)
     storage.record_heartbeat(beating._trial_id)
-    fresh = study.ask()  # no heartbeat yet either, but younger than the grace period
+    fresh = study.ask()  # no heartbeat yet either, but first seen now
     assert fail_orphaned_trials(study) == [orphan.number]
     by_number = {t.number: t for t in study.get_trials()}
     assert by_number[orphan.number].state == TrialState.FAIL
@@ -174,5 +175,8 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(storage_
     assert fail_orphaned_trials(study) == []
     # Without heartbeats no running trial has one: none is touched.
     plain = optuna.load_study(study_name="orphans", storage=open_storage(storage_url, heartbeat_interval=None))
+    assert fail_orphaned_trials(plain) == []
     time.sleep(2.5)
     assert fail_orphaned_trials(plain) == []
+    # `fresh` has now gone without a heartbeat for longer than the grace period, on this process's clock.
+    assert fail_orphaned_trials(study) == [fresh.number]
