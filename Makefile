@@ -38,3 +38,5 @@ benchmarks: install-dev
 	$(BIN)/python benchmarks/memory.py --data-dir $(DATA_DIR) | tee benchmarks/out/memory.md
 	$(BIN)/python benchmarks/search_race.py --data-dir $(DATA_DIR) | tee benchmarks/out/race.md
 	$(BIN)/python benchmarks/storage.py | tee benchmarks/out/storage.md
+	$(BIN)/python benchmarks/workers_plan.py --data-dir $(DATA_DIR) | tee benchmarks/out/workers_plan.md
+	$(BIN)/python benchmarks/commands.py | tee benchmarks/out/commands.md
