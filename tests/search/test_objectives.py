@@ -62,7 +62,9 @@ def test_accuracy_against_size_keeps_a_pareto_front(tmp_path: Path) -> None:
     bunch = load_digits()
     x, y = np.rint(bunch.images * (255 / 16)).astype(np.uint8), bunch.target.astype(np.int64)
     url = f"sqlite:///{tmp_path / 'mo.db'}"
-    result = hpsearch.run(_builder(), data=(x[:1500], y[:1500], x[1500:], y[1500:]), study="mo", storage=url,
+    # On disk, so that the CLI (another process) can export the best trial afterwards.
+    np.savez(tmp_path / "digits.npz", x_train=x[:1500], y_train=y[:1500], x_test=x[1500:], y_test=y[1500:])
+    result = hpsearch.run(_builder(), data=f"npz:{tmp_path / 'digits.npz'}", study="mo", storage=url,
                           trials=6, epochs=2, batch_size=32, objectives=["parameters", "val_loss"], verbose=False,
                           fixed={"optimizer": "adam"})
     study = result.study

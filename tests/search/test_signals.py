@@ -23,10 +23,17 @@ def _start(tmp_path: Path, study: str) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "hpsearch", "run", "--study", study, "--model", "resnet4", "--dataset",
            "mnist-sample", "--train-size", "1500", "--epochs", "12", "--set", "patience=10", "--trials", "2",
            "--workers", "1", "--pruner", "none", "--storage", url]
-    # Its own session: a signal sent here reaches the launcher alone, never the test's process group.
+    # Its own session: a signal sent here reaches the launcher alone, never the test's process group. The default
+    # dispositions, as in a terminal: a test run started under nohup (or `cmd &`) would hand SIGHUP (or SIGINT)
+    # down ignored, and a launcher keeps an ignored SIGHUP ignored on purpose.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_signals)
     return proc, url
+
+
+def _default_signals() -> None:
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _running_trial(url: str, study: str, timeout: float = 300) -> optuna.trial.FrozenTrial:
