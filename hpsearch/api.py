@@ -233,7 +233,13 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
         builder = get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)
     checked = check_spec(spec, data=data, builder=builder)
     storage = open_storage(url)
-    create_or_resume(checked.spec, storage, enqueue_defaults, checked=checked)
+    level = optuna.logging.get_verbosity()
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not even "A new study created"
+    try:
+        create_or_resume(checked.spec, storage, enqueue_defaults, checked=checked)
+    finally:
+        optuna.logging.set_verbosity(level)
     spec = checked.spec
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=spec.make_sampler(),
                               pruner=spec.make_pruner())

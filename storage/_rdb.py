@@ -9,6 +9,7 @@ import os
 import re
 import time
 import urllib.parse
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,9 +233,11 @@ def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAUL
     url = resolve_url(url)
     check_shareable(url)
     db = check_sqlite_file(url, must_exist=False)
-    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if retry else None
     try:
-        storage = _create_rdb_storage(url, callback, heartbeat_interval, grace_period)
+        with warnings.catch_warnings():  # heartbeats and their retry are stable in use; Optuna flags them experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if retry else None
+            storage = _create_rdb_storage(url, callback, heartbeat_interval, grace_period)
         if db is not None and tune:
             _enable_wal(storage)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
