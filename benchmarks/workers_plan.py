@@ -71,7 +71,7 @@ def main() -> None:
         forced = run(args.data_dir, trials, epochs, size, other)
         results[name] = {"trials": trials, "epochs": epochs, "train_size": size, "auto": auto, "forced": forced}
         label = f"{name} ({trials} trials x {epochs} epoch(s), {size} images)"
-        for who, r, ref in (("auto: " + auto["reason"], auto, forced), ("--workers " + other, forced, auto)):
+        for who, r, ref in ((auto["reason"], auto, forced), ("--workers " + other, forced, auto)):
             lines.append(f"| {label} | {r['workers']} x {r['threads']} | {who} | {r['wall']:.0f} | "
                          f"{r['first_result']:.0f} | {r['wall'] / ref['wall']:.2f}x |")
         print(f"  {name}: auto {auto['workers']}x{auto['threads']} {auto['wall']:.0f}s, forced "

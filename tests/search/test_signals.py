@@ -83,7 +83,7 @@ def test_term_and_hup_stop_the_workers_and_the_study_resumes(tmp_path: Path, sig
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert next(t for t in trials if t.number == trial.number).state == TrialState.FAIL
     record_reliability(f"{name} on `hpsearch run` (1 worker)", faults=1, exit_code=proc.returncode,
-                       worker_left=not _wait_gone(worker_pid, 0), running=0, interrupted_trial_failed=1, errors=0)
+                       worker_left=_alive(worker_pid), running=0, interrupted_trial_failed=1, errors=0)
 
 
 def test_a_launcher_killed_with_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
