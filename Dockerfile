@@ -9,6 +9,6 @@ COPY models ./models
 COPY search ./search
 COPY storage ./storage
 COPY studies ./studies
-RUN pip install .
+RUN pip install '.[s3]'
 USER hpsearch
 CMD ["hpsearch", "--help"]

@@ -13,7 +13,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,s3]'
 
 # The main job: a real search on the embedded defaults (SQLite, bundled digits).
 quickstart: install
@@ -21,13 +21,14 @@ quickstart: install
 		--epochs 3 --enqueue-defaults
 	$(BIN)/hpsearch best --study quickstart
 
-# The default test selection; the suites behind markers (slow, PostgreSQL, browser) are `make test-slow`.
+# The default test selection (in-process, minutes); the suites behind markers (integration, slow, PostgreSQL,
+# browser) are `make test-slow`.
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-slow: install-dev
-	$(BIN)/python -m pytest -m "slow or postgres or browser"
+	$(BIN)/python -m pytest -m "integration or slow or postgres or browser"
 
 # All benchmarks, one after another (hours on 2 cores); Markdown and plots land in benchmarks/out/.
 # Smaller runs: see each script's --help and the commands in BENCHMARKS.md.

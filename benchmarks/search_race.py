@@ -9,6 +9,8 @@ Methods:
   optuna-tpe-hb   plain Optuna as a user wires it to Keras: TPE + HyperbandPruner, a Keras callback that reports
                   val_accuracy each epoch and raises TrialPruned; one process, in-memory study
   hpsearch-1w     (extra) `hpsearch run --workers 1`: one worker with every core's threads
+  hpsearch-2w     (extra) `hpsearch run --workers 2`: two workers (on 2 cores: one thread each), the default
+                  before the launcher took fewer workers for a learning sampler on a time budget
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -42,7 +44,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("hpsearch", "kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
-EXTRA_METHODS = ("hpsearch-1w",)
+EXTRA_METHODS = ("hpsearch-1w", "hpsearch-2w")
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
 T0_ENV = "HPSEARCH_RACE_T0"
@@ -174,7 +176,8 @@ def child_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- parent side
 def _command(method: str, seed: int, args: argparse.Namespace, workdir: Path, events: Path) -> list[str]:
     if method.startswith("hpsearch"):
-        workers = ["--workers", "1"] if method == "hpsearch-1w" else []  # otherwise hpsearch's own default
+        # hpsearch-Nw: `--workers N`; plain hpsearch: its own default
+        workers = ["--workers", method.removeprefix("hpsearch-").removesuffix("w")] if "-" in method else []
         return [str(Path(sys.executable).parent / "hpsearch"), "run", "--study", f"race-{seed}", "--model", "cnn",
                 "--dataset", args.dataset, "--data-dir", args.data_dir, "--train-size", str(args.train_size),
                 "--epochs", str(args.epochs), "--seed", str(seed), "--trials", "100000",
@@ -263,7 +266,8 @@ def _median_spread(values: list[float | None], fmt: str, missing: str = "not rea
     return f"{format(statistics.median(got), fmt)} [{format(min(got), fmt)}-{format(max(got), fmt)}]"
 
 
-COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "kt-hyperband": "tab:red", "kt-random": "tab:orange",
+COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "tab:purple", "kt-hyperband": "tab:red",
+           "kt-random": "tab:orange",
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green"}
 
 

@@ -49,14 +49,17 @@ def _worker(url: str, study_name: str, budget: int, seed: int, barrier, errors) 
         errors.put(f"{type(exc).__name__}: {exc}")
 
 
-def load_run(url: str, workers: int, budget: int, name: str) -> dict:
+def load_run(url: str, workers: int, budget: int, name: str, worker_url: str | None = None) -> dict:
+    """`workers` processes share a `budget` of a cheap objective in a new study at `url`; they open `worker_url`
+    (default: `url`; e.g. an `hpsearch proxy` in front of it). Trials end COMPLETE, or FAIL when surplus."""
     from hpsearch.storage import open_storage
 
     optuna.create_study(study_name=name, storage=open_storage(url))
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(workers + 1)
     errors = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, name, budget, i, barrier, errors)) for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(worker_url or url, name, budget, i, barrier, errors))
+             for i in range(workers)]
     for p in procs:
         p.start()
     barrier.wait()
@@ -73,7 +76,8 @@ def load_run(url: str, workers: int, budget: int, name: str) -> dict:
     numbers = sorted(t.number for t in trials)
     return {"workers": workers, "complete": sum(t.state == TrialState.COMPLETE for t in trials),
             "other": sum(t.state != TrialState.COMPLETE for t in trials),
-            "numbers_ok": numbers == list(range(budget)), "errors": len(errs), "seconds": seconds,
+            "running": sum(t.state == TrialState.RUNNING for t in trials),
+            "numbers_ok": numbers == list(range(len(trials))), "errors": len(errs), "seconds": seconds,
             "tps": budget / seconds, "first_error": errs[0] if errs else ""}
 
 
@@ -100,6 +104,42 @@ def fill(url: str, name: str, n: int) -> None:
             batch = []
     if batch:
         study.add_trials(batch)
+
+
+# Optuna's per-trial tables, parents first. A study is copied row for row into a fresh database.
+TRIAL_TABLES = ("trials", "trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes",
+                "trial_system_attributes")
+
+
+def fill_postgres(url: str, name: str, n: int, scratch: Path) -> None:
+    """The same study as `fill`, in a fresh PostgreSQL database: made on SQLite through `add_trials` (seconds),
+    then copied table by table in bulk (Optuna's `add_trials` on PostgreSQL makes one round trip per row and took
+    more than 50 minutes for 20,000 trials here). The copy's rows are those `fill` writes, so the queries read the
+    same data either way."""
+    import sqlalchemy as sa
+
+    from hpsearch.storage import open_storage
+
+    source_url = f"sqlite:///{scratch / f'fill-{n}.db'}"
+    fill(source_url, name, n)
+    optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize")  # tables, study 1
+    source, target = sa.create_engine(source_url), sa.create_engine(url)
+    src_meta, dst_meta = sa.MetaData(), sa.MetaData()
+    src_meta.reflect(source, only=TRIAL_TABLES)
+    dst_meta.reflect(target, only=TRIAL_TABLES)
+    with source.connect() as read, target.begin() as write:
+        (study_id,) = read.execute(sa.text("SELECT study_id FROM studies WHERE study_name = :n"), {"n": name}).one()
+        (target_id,) = write.execute(sa.text("SELECT study_id FROM studies WHERE study_name = :n"), {"n": name}).one()
+        assert study_id == target_id == 1, (study_id, target_id)  # both fresh: ids copy unchanged
+        for table in TRIAL_TABLES:
+            rows = [dict(r._mapping) for r in read.execute(src_meta.tables[table].select())]
+            for start in range(0, len(rows), 5000):
+                write.execute(dst_meta.tables[table].insert(), rows[start:start + 5000])
+            key = next(iter(dst_meta.tables[table].primary_key.columns)).name
+            write.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{key}'), "
+                                  f"(SELECT COALESCE(MAX({key}), 1) FROM {table}))"))
+    source.dispose()
+    target.dispose()
 
 
 def timed(fn, repeat: int) -> float:
@@ -148,6 +188,8 @@ def main() -> int:
     parser.add_argument("--load-trials", type=int, default=400)
     parser.add_argument("--tps-trials", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--only", choices=("load", "queries"), help="run one part only")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="backends of the query part")
     args = parser.parse_args()
     from tests.postgres import PostgresServer
 
@@ -157,38 +199,52 @@ def main() -> int:
     try:
         print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"optuna {optuna.__version__}\n")
-        print("### Load: 16 workers x 25 trials on PostgreSQL\n")
-        r = load_run(server.create_database(), 16, args.load_trials, "load")
-        print("| workers | budget | COMPLETE | other states | numbers 0..N-1 distinct | errors | seconds |")
-        print("|---|---|---|---|---|---|---|")
-        print(f"| 16 | {args.load_trials} | {r['complete']} | {r['other']} | {r['numbers_ok']} | {r['errors']} "
-              f"| {r['seconds']:.1f} |")
-        if r["first_error"]:
-            print(f"\nfirst error: {r['first_error']}")
-        print("\n### Trials per second (cheap objective, hpsearch worker loop)\n")
-        print("| backend | workers | trials | COMPLETE | errors | seconds | trials/s |")
-        print("|---|---|---|---|---|---|---|")
-        for backend in ("sqlite", "postgresql"):
-            for workers in (1, 4, 16):
-                url = (f"sqlite:///{tmp / f'tps-{workers}.db'}" if backend == "sqlite" else server.create_database())
-                r = load_run(url, workers, args.tps_trials, f"tps{workers}")
-                print(f"| {backend} | {workers} | {args.tps_trials} | {r['complete']} | {r['errors']} | "
-                      f"{r['seconds']:.1f} | {r['tps']:.1f} |", flush=True)
-        print("\n### Queries (median of runs; ms)\n")
-        print("| backend | trials | `best` hpsearch | `best_trial` Optuna | top-10 hpsearch | top-10 "
-              "`trials_dataframe()` | top-10 speed-up | same answer |")
-        print("|---|---|---|---|---|---|---|---|")
-        for backend in ("sqlite", "postgresql"):
-            for n in (int(s) for s in args.sizes.split(",")):
-                url = f"sqlite:///{tmp / f'q-{n}.db'}" if backend == "sqlite" else server.create_database()
-                fill(url, f"q{n}", n)
-                q = query_bench(url, f"q{n}", args.repeat)
-                print(f"| {backend} | {n:,} | {q['ours_best'] * 1000:.1f} | {q['optuna_best'] * 1000:.0f} | "
-                      f"{q['ours_top'] * 1000:.1f} | {q['optuna_top'] * 1000:.0f} | "
-                      f"{q['optuna_top'] / q['ours_top']:.0f}x | {q['agree']} |", flush=True)
+        if args.only != "queries":
+            load_part(server, tmp, args)
+        if args.only != "load":
+            query_part(server, tmp, args)
     finally:
         server.stop()
     return 0
+
+
+def load_part(server, tmp: Path, args: argparse.Namespace) -> None:
+    print("### Load: 16 workers x 25 trials on PostgreSQL\n")
+    r = load_run(server.create_database(), 16, args.load_trials, "load")
+    print("| workers | budget | COMPLETE | other states | numbers 0..N-1 distinct | errors | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| 16 | {args.load_trials} | {r['complete']} | {r['other']} | {r['numbers_ok']} | {r['errors']} "
+          f"| {r['seconds']:.1f} |")
+    if r["first_error"]:
+        print(f"\nfirst error: {r['first_error']}")
+    print("\n### Trials per second (cheap objective, hpsearch worker loop)\n")
+    print("| backend | workers | trials | COMPLETE | errors | seconds | trials/s |")
+    print("|---|---|---|---|---|---|---|")
+    for backend in ("sqlite", "postgresql"):
+        for workers in (1, 4, 16):
+            url = (f"sqlite:///{tmp / f'tps-{workers}.db'}" if backend == "sqlite" else server.create_database())
+            r = load_run(url, workers, args.tps_trials, f"tps{workers}")
+            print(f"| {backend} | {workers} | {args.tps_trials} | {r['complete']} | {r['errors']} | "
+                  f"{r['seconds']:.1f} | {r['tps']:.1f} |", flush=True)
+
+
+def query_part(server, tmp: Path, args: argparse.Namespace) -> None:
+    print("\n### Queries (median of runs; ms)\n")
+    print("| backend | trials | `best` hpsearch | `best_trial` Optuna | top-10 hpsearch | top-10 "
+          "`trials_dataframe()` | top-10 speed-up | same answer |")
+    print("|---|---|---|---|---|---|---|---|")
+    for backend in args.backends.split(","):
+        for n in (int(s) for s in args.sizes.split(",")):
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp / f'q-{n}.db'}"
+                fill(url, f"q{n}", n)
+            else:
+                url = server.create_database()
+                fill_postgres(url, f"q{n}", n, tmp)
+            q = query_bench(url, f"q{n}", args.repeat)
+            print(f"| {backend} | {n:,} | {q['ours_best'] * 1000:.1f} | {q['optuna_best'] * 1000:.0f} | "
+                  f"{q['ours_top'] * 1000:.1f} | {q['optuna_top'] * 1000:.0f} | "
+                  f"{q['optuna_top'] / q['ours_top']:.0f}x | {q['agree']} |", flush=True)
 
 
 if __name__ == "__main__":

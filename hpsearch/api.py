@@ -219,8 +219,8 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     from hpsearch.search.objective import Objective
     from hpsearch.search.preflight import check_spec
     from hpsearch.search.worker import run_trials
-    from hpsearch.storage import artifact_dir, open_storage
-    from hpsearch.storage.artifacts import open_artifact_store
+    from hpsearch.storage import open_storage
+    from hpsearch.storage.artifacts import artifact_location, open_artifact_store
 
     if arrays is not None:
         data = from_arrays(check_arrays(arrays, "data"), spec.dataset, "arrays given to hpsearch.run()",
@@ -243,7 +243,7 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     spec = checked.spec
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=spec.make_sampler(),
                               pruner=spec.make_pruner())
-    objective = Objective(spec, open_artifact_store(artifact_dir(url, artifacts)), data=data, builder=builder)
+    objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)), data=data, builder=builder)
     deadline = time.time() + float(spec.timeout) if spec.timeout else None
 
     level = optuna.logging.get_verbosity()

@@ -95,8 +95,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, artifacts
     check_port(port)
     import optuna_dashboard
 
-    from hpsearch.storage import artifact_dir
-    from hpsearch.storage.artifacts import open_artifact_store
+    from hpsearch.storage.artifacts import artifact_location, open_artifact_store
 
     server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
     try:
@@ -105,7 +104,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, artifacts
         raise bind_error(host, port, exc) from None
     with server:
         storage = dashboard_storage(storage_url)
-        store = open_artifact_store(artifact_dir(storage_url, artifacts))
+        store = open_artifact_store(artifact_location(storage_url, artifacts))
         server.set_app(optuna_dashboard.wsgi(storage, artifact_store=store))
         if on_listening is not None:
             on_listening()

@@ -11,13 +11,12 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.search.ranking import better
-from hpsearch.search.resources import WORKER_MEMORY_GB, Plan, plan, single_thread_cost
+from hpsearch.search.resources import LEARNING_SAMPLERS, WORKER_MEMORY_GB, Plan, plan, single_thread_cost
+from hpsearch.search.service import Progress, StudyService
 from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
 from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from hpsearch.search.preflight import Checked
+    from hpsearch.storage.artifacts import ArtifactLocation
 
 POLL_SECONDS = 1.0
 T = TypeVar("T")
@@ -62,6 +62,10 @@ def existing_spec(study: str, storage_url: str | None) -> dict[str, Any] | None:
     from hpsearch.storage.queries import make_engine, study_attrs
 
     url = resolve_url(storage_url)
+    if url.startswith("grpc://"):  # through an `hpsearch proxy`: the database is the proxy's to read
+        from hpsearch.storage.proxy import open_proxy
+
+        return stored_spec(open_proxy(url), study)
     db = sqlite_path(url)
     if db is not None and not db.is_file():
         return None
@@ -153,78 +157,9 @@ def _store_setup(study: optuna.Study, spec: StudySpec, checked: Checked | None) 
         study.set_user_attr(CLASSES_ATTR, checked.data.class_names)  # predict names its answers by them
 
 
-@dataclass
-class Progress:
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    running: int = 0
-    waiting: int = 0
-    best_value: float | None = None
-    best_trial: int | None = None
-    eta_seconds: float | None = None
-    running_trials: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def done(self) -> int:
-        return self.complete + self.pruned
-
-
 def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:
-    """The study's progress: counts per state, best so far, running trials, ETA for `workers` workers.
-
-    On a database it is read with a few SQL queries (the launcher asks every second, `status` once; a study of
-    20,000 trials stays cheap); a storage without SQL (in memory) is read through Optuna.
-    """
-    from hpsearch.storage.optuna_compat import rdb_engine
-
-    engine = rdb_engine(study)
-    if engine is not None:
-        from hpsearch.storage.queries import progress_rows
-
-        rows = progress_rows(engine, study.study_name)
-        p = Progress(complete=rows.counts["complete"], pruned=rows.counts["pruned"], failed=rows.counts["fail"],
-                     running=rows.counts["running"], waiting=rows.counts["waiting"], best_value=rows.best_value,
-                     best_trial=rows.best_trial, running_trials=rows.running)
-        durations = rows.durations
-    else:
-        p, durations = _measure_trials(study, spec)
-    left = max(0, spec.trials - p.done)
-    if durations and left:
-        p.eta_seconds = sum(durations) / len(durations) * left / max(1, workers)
-    if spec.timeout and p.eta_seconds is not None:  # a time budget ends the study first
-        started = study.user_attrs.get("hpsearch_started_at")
-        if started:
-            p.eta_seconds = min(p.eta_seconds, max(0.0, float(started) + float(spec.timeout) - time.time()))
-    return p
-
-
-def _measure_trials(study: optuna.Study, spec: StudySpec) -> tuple[Progress, list[float]]:
-    """`measure` through Optuna's trials (a storage without SQL)."""
-    from optuna.trial import TrialState
-
-    p = Progress()
-    durations = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            p.complete += 1
-            value = t.values[0] if t.values else None  # the first objective (the metric) in a Pareto study
-            if value is not None and (p.best_value is None or better(value, p.best_value, spec.direction)):
-                p.best_value, p.best_trial = value, t.number
-        elif t.state == TrialState.PRUNED:
-            p.pruned += 1
-        elif t.state == TrialState.FAIL:
-            p.failed += 1
-        elif t.state == TrialState.WAITING:
-            p.waiting += 1
-        elif t.state == TrialState.RUNNING:
-            p.running += 1
-            p.running_trials.append({"trial": t.number, "worker": t.user_attrs.get("worker", "?"),
-                                     "epoch": t.user_attrs.get("epoch", 0),
-                                     "last": max(t.intermediate_values.values()) if t.intermediate_values else None})
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start and t.datetime_complete:
-            durations.append((t.datetime_complete - t.datetime_start).total_seconds())
-    return p, durations
+    """The study's progress for `workers` workers (`StudyService.progress`)."""
+    return StudyService(study, spec).progress(workers)
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -317,17 +252,18 @@ def check_worker_options(heartbeat_interval: int | None, grace_period: int | Non
 
 
 def plan_workers(workers: int | None, threads: int | None, left: int, console: Console,
-                 seconds_left: float | None = None, trial_cost: float | None = None) -> Plan:
+                 seconds_left: float | None = None, trial_cost: float | None = None, learning: bool = False) -> Plan:
     """Workers x threads for this launch: the user's `workers`/`threads` when given (never more workers than
     trials left; more than the cores with a warning of what it costs), else `resources.plan`'s choice from the
-    trials left, the time left and the single-thread cost of a trial measured so far (None: not yet)."""
+    trials left, the time left, the single-thread cost of a trial measured so far (None: not yet) and whether the
+    sampler learns from results."""
     from hpsearch.search.worker import available_cores
 
     left = max(1, left)
     cores = available_cores()
     if workers is None:
         chosen = plan(cores, left, seconds_left=seconds_left, trial_cost=trial_cost,
-                      memory_gb=available_memory_gb(), threads=threads)
+                      memory_gb=available_memory_gb(), threads=threads, learning=learning)
         console.print(f"workers: {chosen.workers} x {chosen.threads} thread(s) ({chosen.reason}; --workers N "
                       "to choose)", highlight=False)
         return chosen
@@ -352,13 +288,6 @@ def available_memory_gb() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-def _seconds_left(study: optuna.Study, spec: StudySpec) -> float | None:
-    if not spec.timeout:
-        return None
-    started = study.user_attrs.get("hpsearch_started_at")
-    return max(0.0, float(started) + float(spec.timeout) - time.time()) if started else float(spec.timeout)
 
 
 def _trial_cost(study: optuna.Study) -> float | None:
@@ -428,25 +357,22 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     """
     from rich.live import Live
 
-    from hpsearch.search.worker import PARENT_PID_ENV
-    from hpsearch.storage import artifact_dir, mask_url
-    from hpsearch.storage.artifacts import safe_filename
+    from hpsearch.storage import mask_url
+    from hpsearch.storage.artifacts import artifact_location, safe_filename
     from hpsearch.storage.outputs import prepare_output_dir
 
     _check_counts(workers, threads, heartbeat_interval, grace_period)
 
-    art_dir = artifact_dir(storage_url, artifacts)
-    _check_creatable(art_dir)  # before the study exists: an unusable artifact directory is a usage error
+    location = artifact_location(storage_url, artifacts)
+    logs = _check_artifacts(location)  # before the study exists: an unusable artifact store is a usage error
     study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period, warm_start)
-    log_dir = prepare_output_dir(art_dir / "logs" / safe_filename(spec.study), (), flag="--artifacts")
+    log_dir = prepare_output_dir(logs / safe_filename(spec.study), (), flag="--artifacts")
     before = measure(study, spec, workers or 1)
     chosen = plan_workers(workers or (len(gpus) if gpus else None), threads,
-                          spec.trials - before.done - before.running, console, _seconds_left(study, spec),
-                          _trial_cost(study))
+                          spec.trials - before.done - before.running, console, StudyService(study, spec).seconds_left(),
+                          _trial_cost(study), learning=spec.sampler in LEARNING_SAMPLERS)
     workers, threads = chosen.workers, chosen.threads
-    env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(art_dir),
-           THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
-           PARENT_PID_ENV: str(os.getpid())}
+    env = _worker_env(storage_url, location, threads)
     args = ["--study", spec.study, "--recycle", str(recycle),
             *(["--heartbeat-interval", str(heartbeat_interval)] if heartbeat_interval else []),
             *(["--grace-period", str(grace_period)] if grace_period else [])]
@@ -478,6 +404,16 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return _outcome(study, spec, procs, workers, log_dir, console)
+
+
+def _worker_env(storage_url: str, location: ArtifactLocation, threads: int) -> dict[str, str]:
+    """The workers' environment: the storage URL (never on a command line), artifacts, threads, quiet TensorFlow,
+    the launcher's pid (they stop when it dies)."""
+    from hpsearch.search.worker import PARENT_PID_ENV
+
+    return {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(location),
+            THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+            PARENT_PID_ENV: str(os.getpid())}
 
 
 def _check_counts(workers: int | None, threads: int | None, heartbeat_interval: int | None,
@@ -512,6 +448,25 @@ def first_worker_number(fresh: bool) -> int:
     draw a base of their own, so two `run` commands on one study never train the same configurations side by side.
     """
     return 0 if fresh else 1000 + secrets.randbelow(10**6)
+
+
+def _check_artifacts(location: ArtifactLocation) -> Path:
+    """Checks the artifact store can take files and returns the directory for the workers' logs: `logs/` in an
+    artifact directory, `./hpsearch-logs` beside a bucket (logs are the launcher's, on its own machine).
+
+    Raises:
+        UsageError: the directory cannot be created or written, or the bucket cannot be reached.
+    """
+    from hpsearch.storage.artifacts import open_artifact_store
+
+    if isinstance(location, Path):
+        _check_creatable(location)
+        return location / "logs"
+    try:
+        open_artifact_store(location)
+    except HpsearchError as exc:
+        raise UsageError(f"{exc}; or pass --artifacts DIR") from None
+    return Path("hpsearch-logs").resolve()
 
 
 def _check_creatable(directory: Path) -> None:

@@ -23,10 +23,9 @@ from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
-
     from hpsearch.datasets import Dataset
     from hpsearch.search.adapter import BuilderLike
+    from hpsearch.storage.optuna_compat import ArtifactStore
 
 logger = logging.getLogger("hpsearch")
 

@@ -14,6 +14,13 @@ most trials inside the time budget, then the one with the shortest predicted mak
 Without a time budget every choice finishes all the trials and the makespan decides; with one, the measured cost
 of the study's earlier trials (seconds x their threads' speed-up) says how many fit. A user's `--workers` and
 `--threads` always win.
+
+A time budget with a sampler that learns from results (TPE, CMA-ES) adds one rule. Each trial a worker starts
+while others run is chosen without their results; when only tens of trials fit in the budget that loss is larger
+than the few per cent of throughput that one more worker adds. In the race (BENCHMARKS.md: 12,000 MNIST images,
+15 minutes, 2 seeds) 1 worker x 2 threads was ahead of 2 x 1 at every budget. So while the trials that fit are
+few (or not measured yet), the rule takes the fewest workers that keep `THROUGHPUT_KEPT` of the best split's
+trials: 1 x 2 on 2 cores (91%), 2 x 2 on 4, 4 x 2 on 8.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ PARALLEL_SHARE = 0.9
 # Peak RSS of one CNN worker on MNIST (BENCHMARKS.md, memory), and the share of available memory workers may use.
 WORKER_MEMORY_GB = 1.2
 MEMORY_SHARE = 0.8
+# Learning samplers under a time budget: the share of the best split's finished trials that fewer workers may
+# give up, and the number of trials in the budget above which parallel results hardly cost the sampler anything.
+THROUGHPUT_KEPT = 0.85
+FEW_TRIALS = 100
+LEARNING_SAMPLERS = ("tpe", "cmaes")
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,8 @@ def single_thread_cost(durations: list[tuple[float, int]]) -> float | None:
 
 
 def plan(cores: int, trials_left: int, seconds_left: float | None = None, trial_cost: float | None = None,
-         memory_gb: float | None = None, workers: int | None = None, threads: int | None = None) -> Plan:
+         memory_gb: float | None = None, workers: int | None = None, threads: int | None = None,
+         learning: bool = False) -> Plan:
     """Chooses workers x threads for `trials_left` trials on `cores` cores.
 
     Args:
@@ -62,6 +75,8 @@ def plan(cores: int, trials_left: int, seconds_left: float | None = None, trial_
         trial_cost: mean seconds of one trial on one thread (`single_thread_cost`), None when not measured yet.
         memory_gb: memory available to new processes, None when unknown.
         workers, threads: the user's choice; each one given wins over the rule.
+        learning: the sampler learns from finished trials (TPE, CMA-ES): with a time budget and few trials in it,
+            fewer workers that keep `THROUGHPUT_KEPT` of the trials.
     """
     cores = max(1, cores)
     trials_left = max(1, trials_left)
@@ -88,6 +103,10 @@ def plan(cores: int, trials_left: int, seconds_left: float | None = None, trial_
             best = (key, w, t, finished, makespan)
     assert best is not None
     _, w, t, finished, _ = best
+    if learning and seconds_left is not None and (not trial_cost or finished < FEW_TRIALS) and w > 1:
+        fewer = _fewest_keeping_throughput(cores, w, t, threads, seconds_left, trial_cost, trials_left)
+        if fewer is not None:
+            return fewer
     timed = seconds_left is not None and bool(trial_cost)
     fit = f"~{finished} trial(s) fit in the {seconds_left:.0f} s left" if timed else ""
     if timed and finished < trials_left and w < limit:
@@ -100,3 +119,18 @@ def plan(cores: int, trials_left: int, seconds_left: float | None = None, trial_
     else:
         reason = f"limited by {why_limit}"
     return Plan(w, t, f"auto, {reason}")
+
+
+def _fewest_keeping_throughput(cores: int, best_w: int, best_t: int, threads: int | None, seconds_left: float,
+                               trial_cost: float | None, trials_left: int) -> Plan | None:
+    """The fewest workers (under `best_w`) whose trials per second keep `THROUGHPUT_KEPT` of `best_w` x `best_t`."""
+    rate = best_w * speedup(best_t)
+    for w in range(1, best_w):
+        t = threads or max(1, cores // w)
+        kept = w * speedup(t) / rate
+        if kept >= THROUGHPUT_KEPT:
+            fit = (f"~{min(trials_left, w * int(seconds_left * speedup(t) / trial_cost))} trial(s) fit in the "
+                   f"{seconds_left:.0f} s left" if trial_cost else "trial cost not measured yet")
+            return Plan(w, t, f"auto, a learning sampler on a time budget ({fit}): {w} worker(s) x {t} thread(s) "
+                              f"keep {kept:.0%} of the throughput and start each trial from more finished ones")
+    return None

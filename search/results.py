@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from hpsearch.datasets import Dataset
     from hpsearch.search.spec import StudySpec
+    from hpsearch.storage.artifacts import ArtifactLocation
 
 # The largest image `predict` decodes. A digit needs a few hundred pixels a side; a small PNG can claim 20000x20000
 # (400 megapixels, gigabytes once decoded), so the size in the header is checked before any pixel is read.
@@ -34,7 +35,7 @@ class StoredTrial:
     study: optuna.Study
     spec: StudySpec
     trial: optuna.trial.FrozenTrial
-    artifact_dir: Path
+    artifacts: ArtifactLocation
 
     def fixed_values(self) -> dict[str, Any]:
         """The values held fixed when the trial ran (recorded with it), else the spec's."""
@@ -45,13 +46,15 @@ class StoredTrial:
         return {**self.fixed_values(), **self.trial.params}
 
     def artifact_path(self, kind: str) -> Path | None:
+        """A local file with the trial's artifact `kind` (downloaded first from a bucket), None if it has none.
+
+        Raises:
+            HpsearchError: the recorded id is not an artifact id (a crafted attribute never names a path).
+        """
+        from hpsearch.storage.artifacts import artifact_file
+
         artifact_id = self.trial.user_attrs.get(f"artifact:{kind}")
-        if not artifact_id:
-            return None
-        path = (self.artifact_dir / str(artifact_id)).resolve()
-        if not path.is_relative_to(self.artifact_dir.resolve()):  # a crafted attribute must not escape the store
-            raise HpsearchError(f"artifact {artifact_id!r} points outside the artifact directory; refusing it")
-        return path if path.is_file() else None
+        return artifact_file(self.artifacts, artifact_id) if artifact_id else None
 
 
 def load_trial(study_name: str, storage_url: str | None = None, trial_number: int | None = None,
@@ -65,7 +68,8 @@ def load_trial(study_name: str, storage_url: str | None = None, trial_number: in
     from optuna.trial import TrialState
 
     from hpsearch.search.worker import load_spec
-    from hpsearch.storage import artifact_dir, load_study_read_only, resolve_url
+    from hpsearch.storage import load_study_read_only, resolve_url
+    from hpsearch.storage.artifacts import artifact_location
 
     url = resolve_url(storage_url)
     study = load_study_read_only(study_name, url)  # using a result never writes to the study database
@@ -84,7 +88,7 @@ def load_trial(study_name: str, storage_url: str | None = None, trial_number: in
         trial = trials[trial_number]
         if not trial.params:
             raise UsageError(f"trial {trial_number} of {study_name!r} has no params ({trial.state.name.lower()})")
-    return StoredTrial(study, spec, trial, artifact_dir(url, artifacts))
+    return StoredTrial(study, spec, trial, artifact_location(url, artifacts))
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -188,6 +188,17 @@ class StudySpec:
         values.update(self.fixed)
         return values
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> StudySpec:
+        """The spec a study stored when it was created, as it was then validated; not validated again (checking a
+        model name imports the model registry, i.e. Keras and TensorFlow: seconds a read-only command must not
+        spend). Keys a study stored before they existed take their defaults; unknown keys are ignored."""
+        spec = cls.__new__(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            setattr(spec, f.name, data.get(f.name, None if default is dataclasses.MISSING else default))
+        return spec
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -178,17 +178,16 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     from hpsearch.storage import (
         DEFAULT_GRACE_PERIOD,
         DEFAULT_HEARTBEAT_INTERVAL,
-        artifact_dir,
         open_storage,
         resolve_url,
     )
-    from hpsearch.storage.artifacts import open_artifact_store
+    from hpsearch.storage.artifacts import artifact_location, open_artifact_store
 
     url = resolve_url(storage_url)
     storage = open_storage(url, heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
                            grace_period or DEFAULT_GRACE_PERIOD)
     study, spec = open_study(study_name, storage)
-    objective = Objective(spec, open_artifact_store(artifact_dir(url, artifacts)))
+    objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback

@@ -39,14 +39,28 @@ STORAGE_OUTAGE_SECONDS = 600.0
 def caused_by_storage(exc: BaseException) -> bool:
     """True when a storage error (`STORAGE_ERRORS`) is the exception or stands in its chain (Optuna's trial loop
     can mask a failed commit behind an error of its own)."""
+    import sys
+
+    grpc = sys.modules.get("grpc")  # loaded only by a process on an `hpsearch proxy`
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, STORAGE_ERRORS):
             return True
+        if grpc is not None and isinstance(current, grpc.RpcError) and _status_name(current) in _GRPC_OUTAGES:
+            return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+# gRPC statuses of a proxy that is restarting or unreachable (a worker waits them out like a database outage).
+_GRPC_OUTAGES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+def _status_name(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    return getattr(code(), "name", "") if callable(code) else ""
+
 
 # Keras trials take minutes: a heartbeat a minute, declared dead after five silent minutes.
 DEFAULT_HEARTBEAT_INTERVAL = 60
@@ -216,11 +230,12 @@ def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
 
 
 def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL,
-                 grace_period: int | None = DEFAULT_GRACE_PERIOD, retry: bool = True, tune: bool = True
-                 ) -> optuna.storages.RDBStorage:
+                 grace_period: int | None = DEFAULT_GRACE_PERIOD, retry: bool = True, tune: bool = True,
+                 pool_size: int | None = None) -> optuna.storages.RDBStorage:
     """Opens the study database for writing (creating it if needed), with heartbeats and one retry of trials whose
     worker died; with `tune`, a SQLite file is switched to WAL and the query indexes are added (a process that
-    only serves what is there, the dashboard, passes False and leaves the database as it found it).
+    only serves what is there, the dashboard, passes False and leaves the database as it found it). `pool_size`
+    replaces a worker's small PostgreSQL pool for a process that serves many requests at once (`hpsearch proxy`).
 
     Raises:
         UsageError: the URL is malformed, names an unknown driver or an in-memory database, the SQLite path is a
@@ -231,13 +246,17 @@ def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAUL
     import sqlalchemy.exc
 
     url = resolve_url(url)
+    if url.startswith("grpc://"):
+        from hpsearch.storage.proxy import open_proxy
+
+        return open_proxy(url, heartbeat_interval, grace_period, retry)
     check_shareable(url)
     db = check_sqlite_file(url, must_exist=False)
     try:
         with warnings.catch_warnings():  # heartbeats and their retry are stable in use; Optuna flags them experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if retry else None
-            storage = _create_rdb_storage(url, callback, heartbeat_interval, grace_period)
+            storage = _create_rdb_storage(url, callback, heartbeat_interval, grace_period, pool_size)
         if db is not None and tune:
             _enable_wal(storage)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
@@ -278,6 +297,10 @@ def open_storage_read_only(url: str | None = None) -> optuna.storages.RDBStorage
     import sqlalchemy.exc
 
     url = resolve_url(url)
+    if url.startswith("grpc://"):  # what the proxy serves; it never changes anything by itself
+        from hpsearch.storage.proxy import open_proxy
+
+        return open_proxy(url)
     check_shareable(url)
     check_sqlite_file(url, must_exist=True)
     try:
@@ -317,8 +340,8 @@ def _schema_error(url: str, exc: RuntimeError) -> HpsearchError:
                          f"--storage '{mask_url(url)}'")
 
 
-def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None, grace_period: int | None
-                        ) -> optuna.storages.RDBStorage:
+def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None, grace_period: int | None,
+                        pool_size: int | None = None) -> optuna.storages.RDBStorage:
     """Optuna creates the tables and stamps the schema version on first use; workers starting at the same instant
     on a new database race for that (SQLite: a duplicate `alembic_version` row; PostgreSQL: duplicate catalog
     entries). On SQLite the creators take turns under a file lock beside the database; on any backend a loser of
@@ -333,8 +356,11 @@ def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None,
     for attempt in range(6):
         try:
             with _creation_lock(db):
+                kwargs = engine_kwargs(url)
+                if pool_size and "pool_size" in kwargs:  # one process serving many (the proxy): a pool to match
+                    kwargs.update(pool_size=pool_size, max_overflow=0)
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_interval,
+                    url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period, heartbeat_stale_trial_callback=callback if heartbeat_interval else None)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError) or "exist" in str(exc) \

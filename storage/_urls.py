@@ -14,9 +14,10 @@ ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"
 DEFAULT_URL = "sqlite:///hpsearch.db"
 PASSWORD_PLACEHOLDER = "PASSWORD"
 POSTGRES_EXAMPLE = f"postgresql+psycopg://USER:{PASSWORD_PLACEHOLDER}@HOST:5432/DB"
-SUPPORTED = f"sqlite:///FILE (one machine) or {POSTGRES_EXAMPLE} (many machines)"
+SUPPORTED = (f"sqlite:///FILE (one machine), {POSTGRES_EXAMPLE} (many machines) or grpc://HOST:PORT (an "
+             "`hpsearch proxy` in front of either, for many workers)")
 # Database names in the URL scheme (before any `+driver`) that hpsearch can keep a study in.
-SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+SUPPORTED_BACKENDS = ("sqlite", "postgresql", "grpc")
 
 MASK = "***"
 # A URL scheme anywhere in a word: `postgresql+psycopg://`, `sqlite:///`, `x-unknown://`.

@@ -15,6 +15,10 @@ from hpsearch.errors import HpsearchError
 if TYPE_CHECKING:
     import optuna
 
+    # The protocol an artifact store implements (FileSystemArtifactStore, Boto3ArtifactStore); Optuna keeps it in
+    # a private module, so this is the one place that names it.
+    from optuna.artifacts._protocol import ArtifactStore as ArtifactStore
+
 # Optuna's RDB schema versions (alembic) whose tables the raw SQL in storage/queries.py, search/budget.py and
 # storage/_rdb.py was checked against: trials(study_id, number, state, datetime_start, datetime_complete),
 # trial_values(trial_id, objective, value), trial_params, trial_user_attributes, trial_heartbeats(trial_id),

@@ -62,6 +62,9 @@ def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
     import sqlalchemy.exc
 
     url = resolve_url(url)
+    if url.startswith("grpc://"):
+        raise UsageError(f"{url} is an `hpsearch proxy`, which serves workers; this command reads the database "
+                         "itself: pass the database's URL (the one the proxy was started with)")
     check_shareable(url)
     check_sqlite_file(url, must_exist=read_only)
     try:
@@ -330,12 +333,12 @@ class ProgressRows:
     best_value: float | None
     best_trial: int | None
     running: list[dict[str, Any]]  # {"trial", "worker", "epoch", "last"} of each RUNNING trial
-    durations: list[float]  # seconds of each COMPLETE or PRUNED trial
+    mean_duration: float | None  # mean seconds of the COMPLETE and PRUNED trials, None before the first
 
 
 def progress_rows(engine: Engine, study: str) -> ProgressRows:
     """Counts per state, the best value of the first objective, the running trials and the finished trials'
-    durations of one study."""
+    mean duration of one study (averaged in the database: the launcher asks every second)."""
     study_id, _ = study_info(engine, study)
     counts = state_counts(engine, study)[study]
     top = top_trials(engine, study, limit=1)
@@ -349,11 +352,24 @@ def progress_rows(engine: Engine, study: str) -> ProgressRows:
                                      "WHERE trial_id IN :ids GROUP BY trial_id", ids=ids))
         running = [{"trial": number, "worker": attrs.get(tid, {}).get("worker", "?"),
                     "epoch": attrs.get(tid, {}).get("epoch", 0), "last": last.get(tid)} for tid, number in running_rows]
-    durations = [d for start, end in _execute(
-        engine, "SELECT datetime_start, datetime_complete FROM trials WHERE study_id = :sid AND state IN "
-                "('COMPLETE', 'PRUNED')", sid=study_id) if (d := _duration(start, end)) is not None]
+    [(mean,)] = _execute(engine, f"SELECT AVG({_seconds_sql(engine)}) FROM trials WHERE study_id = :sid AND state IN "
+                                 "('COMPLETE', 'PRUNED') AND datetime_start IS NOT NULL AND datetime_complete IS NOT "
+                                 "NULL", sid=study_id)
     return ProgressRows(counts=counts, best_value=top[0].value if top else None,
-                        best_trial=top[0].trial if top else None, running=running, durations=durations)
+                        best_trial=top[0].trial if top else None, running=running,
+                        mean_duration=None if mean is None else float(mean))
+
+
+def _seconds_sql(engine: Engine) -> str:
+    """SQL for a trial's seconds from start to end, in the engine's dialect."""
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        return "(julianday(datetime_complete) - julianday(datetime_start)) * 86400.0"
+    if dialect == "postgresql":
+        return "EXTRACT(EPOCH FROM (datetime_complete - datetime_start))"
+    if dialect in ("mysql", "mariadb"):
+        return "TIMESTAMPDIFF(MICROSECOND, datetime_start, datetime_complete) / 1000000.0"
+    raise HpsearchError(f"progress by SQL does not know the {dialect} dialect")
 
 
 def state_counts(engine: Engine, study: str | None = None) -> dict[str, dict[str, int]]:

@@ -35,6 +35,7 @@ def notebook_builder():
     return build
 
 
+@pytest.mark.integration
 def test_a_local_function_on_arrays_searches_in_process_and_gives_the_best_model(tmp_path: Path, digits) -> None:
     x, y = digits
     url = f"sqlite:///{tmp_path / 'nb.db'}"

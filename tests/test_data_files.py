@@ -78,6 +78,7 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         load_dataset("my-images")
 
 
+@pytest.mark.integration
 def test_own_builder_on_own_arrays_from_the_cli_with_real_workers(tmp_path: Path, digits) -> None:
     x, y = digits
     np.savez(tmp_path / "digits.npz", x_train=x, y_train=y)
@@ -96,6 +97,7 @@ def test_own_builder_on_own_arrays_from_the_cli_with_real_workers(tmp_path: Path
     assert study.user_attrs["hpsearch_spec"]["dataset"] == f"npz:{(tmp_path / 'digits.npz').resolve()}"
 
 
+@pytest.mark.integration
 def test_predict_names_classes_from_the_data_and_reads_colour_photos_at_the_models_size(tmp_path: Path,
                                                                                        digits) -> None:
     from PIL import Image

@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import run_cli
 
+# Real processes or real training: `make test-slow` (integration) runs them.
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

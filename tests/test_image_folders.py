@@ -97,6 +97,7 @@ def test_mixed_sizes_need_a_size_and_other_mistakes(tmp_path: Path, digits) -> N
         load_dataset(f"images:{root}?mode=cmyk")
 
 
+@pytest.mark.integration
 def test_search_then_predict_on_an_image_folder_from_the_cli(tmp_path: Path, digits) -> None:
     x, y = digits
     write_folder(tmp_path / "photos", x[:-20], y[:-20], size=20, rgb=True)
@@ -162,6 +163,7 @@ def test_a_folder_larger_than_memory_is_streamed_and_reads_the_same_images(tmp_p
         load_dataset(f"images:{root}?stream=yes")
 
 
+@pytest.mark.integration
 def test_search_export_and_retrain_on_a_streamed_folder(tmp_path: Path, digits) -> None:
     x, y = digits
     write_folder(tmp_path / "photos", x, y, size=20, rgb=True)

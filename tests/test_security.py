@@ -62,12 +62,14 @@ def test_models_load_in_safe_mode(tmp_path: Path) -> None:
 def test_artifact_ids_cannot_escape_the_artifact_directory(tmp_path: Path) -> None:
     from hpsearch.search.results import StoredTrial
     from hpsearch.search.spec import StudySpec
+    from hpsearch.storage.artifacts import S3Location
 
     trial = optuna.trial.create_trial(value=1.0, user_attrs={"artifact:model": "../../../etc/passwd"})
-    stored = StoredTrial(study=None, spec=StudySpec(study="s", model="cnn"), trial=trial,  # type: ignore[arg-type]
-                         artifact_dir=tmp_path / "artifacts")
-    with pytest.raises(HpsearchError, match="outside the artifact directory"):
-        stored.artifact_path("model")
+    for location in (tmp_path / "artifacts", S3Location("bucket", "runs/")):
+        stored = StoredTrial(study=None, spec=StudySpec(study="s", model="cnn"), trial=trial,  # type: ignore[arg-type]
+                             artifacts=location)
+        with pytest.raises(HpsearchError, match="not an artifact id"):  # refused before any file or bucket is read
+            stored.artifact_path("model")
 
 
 def test_artifact_file_names_are_sanitised() -> None:

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import UsageError
 
+ARTIFACTS_HELP = ("artifact directory, or s3://BUCKET[/PREFIX] on an S3-compatible store (AWS_ENDPOINT_URL and "
+                  "credentials as boto3 reads them); default: $HPSEARCH_ARTIFACTS, else beside the SQLite file")
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 

@@ -17,9 +17,9 @@ from hpsearch.errors import HpsearchError, UsageError
 _COMMANDS = (
     catalog.register_models, catalog.register_datasets, train.register_train, search.register_run,
     search.register_create, search.register_worker, train.register_tune, results.register_best,
-    results.register_trials, admin.register_dashboard, results.register_status, results.register_studies,
-    admin.register_delete, trial.register_export, trial.register_predict, trial.register_retrain,
-    results.register_leaderboard,
+    results.register_trials, admin.register_dashboard, admin.register_proxy, results.register_status,
+    results.register_studies, admin.register_delete, trial.register_export, trial.register_predict,
+    trial.register_retrain, results.register_leaderboard,
 )
 # The commands that use Keras import it up front with its start-up chatter filtered out.
 _KERAS_COMMANDS = ("models", "train", "tune", "export", "predict", "retrain", "worker", "run", "create")

@@ -6,7 +6,6 @@ They read through read-only connections and import neither TensorFlow nor a samp
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.cli._common import (
@@ -17,7 +16,6 @@ from hpsearch.cli._common import (
     make_console,
     print_output,
 )
-from hpsearch.errors import HpsearchError, UsageError
 
 if TYPE_CHECKING:
     from hpsearch.cli._common import Subparsers
@@ -145,54 +143,22 @@ def register_status(subparsers: Subparsers) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import dataclasses
-    import time
-    import types
-
-    from hpsearch.search.launcher import measure
-    from hpsearch.search.spec import SPEC_ATTR, StudySpec, check_study_name
-    from hpsearch.storage import load_study_read_only, resolve_url, storage_errors_as_messages
+    from hpsearch.search.launcher import render
+    from hpsearch.search.service import StudyService
+    from hpsearch.storage import resolve_url, storage_errors_as_messages
 
     url = resolve_url(args.storage)
-    check_study_name(args.study)
-    study = load_study_read_only(args.study, url)  # no sampler, nothing written, no TensorFlow
+    service = StudyService.read_only(args.study, url)  # no sampler, nothing written, no TensorFlow
     with storage_errors_as_messages(url):
-        try:
-            attrs = study.user_attrs
-            stored = attrs.get(SPEC_ATTR)
-            if not isinstance(stored, dict) or not stored.get("model"):
-                raise UsageError(f"study {args.study!r} was not created by hpsearch (it has no spec); create it "
-                                 "with `hpsearch run` or `hpsearch create`")
-            # The spec as validated when the study was created. Not `StudySpec.from_dict`: validating the model
-            # name imports the model registry, i.e. Keras and TensorFlow, seconds a read-only command must not spend.
-            defaults = {f.name: f.default for f in dataclasses.fields(StudySpec)
-                        if f.default is not dataclasses.MISSING}
-            spec = types.SimpleNamespace(**{**defaults, **stored})
-            p = measure(study, spec, 1)
-        except json.JSONDecodeError:
-            raise HpsearchError(f"study {args.study!r} holds an attribute that is not valid JSON (was the table edited "
-                                f"by hand?); `hpsearch trials --study {args.study}` shows what can be read") from None
-    workers = max(1, len({r["worker"] for r in p.running_trials}))
-    if p.eta_seconds is not None:
-        p.eta_seconds /= workers  # the trials still to run are shared by the workers running now
-    started = attrs.get("hpsearch_started_at")
-    data = {"study": args.study, "model": spec.model, "dataset": spec.dataset, "budget": spec.trials,
-            "complete": p.complete, "pruned": p.pruned, "failed": p.failed, "running": p.running, "waiting": p.waiting,
-            "best_value": p.best_value, "best_trial": p.best_trial, "eta_seconds": p.eta_seconds,
-            "running_trials": p.running_trials}
-    from hpsearch.search.breaker import STOP_ATTR, describe
-
-    stopped = attrs.get(STOP_ATTR)
-    if isinstance(stopped, dict) and stopped.get("reason"):
-        data["stopped"] = describe(stopped, args.study)
+        progress = service.current()
+        data = service.status(progress)
+        elapsed = service.elapsed()
     if args.format == "json":
         print_output(data, args.format)
         return 0
     if "stopped" in data:
         print(data["stopped"])
-    from hpsearch.search.launcher import render
-
-    print_output(render(spec, p, time.time() - float(started) if started else 0.0), args.format)
+    print_output(render(service.spec, progress, elapsed), args.format)
     return 0
 
 

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.cli._common import (
+    ARTIFACTS_HELP,
     add_command,
     add_format_arg,
     add_spec_args,
@@ -36,7 +37,7 @@ def _add_queue_args(p: argparse.ArgumentParser) -> None:
 def _add_worker_args(p: argparse.ArgumentParser) -> None:
     """The flags of the processes that run trials (run, worker)."""
     add_storage_arg(p)
-    p.add_argument("--artifacts", help="artifact directory (default: beside the SQLite file)")
+    p.add_argument("--artifacts", help=ARTIFACTS_HELP)
     p.add_argument("--recycle", type=int, default=10, help="start a fresh worker process every K trials (default 10)")
     p.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats (default 60)")
     p.add_argument("--grace-period", type=int, help="seconds without heartbeat before a trial is failed and "

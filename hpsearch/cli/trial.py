@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from hpsearch.cli._common import (
+    ARTIFACTS_HELP,
     add_command,
     add_format_arg,
     add_storage_arg,
@@ -26,7 +27,7 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
     add_study_arg(p)
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
     add_storage_arg(p)
-    p.add_argument("--artifacts", help="artifact directory (default: beside the SQLite file)")
+    p.add_argument("--artifacts", help=ARTIFACTS_HELP)
 
 
 # ------------------------------------------------------------------------------------------------------ export

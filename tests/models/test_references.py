@@ -149,6 +149,7 @@ def _entry_point_package(root: Path) -> None:
     (info / "entry_points.txt").write_text("[hpsearch.models]\nacme-dense = acme_nets:build\n")
 
 
+@pytest.mark.integration
 def test_a_package_registers_a_builder_by_entry_point(tmp_path: Path) -> None:
     _entry_point_package(tmp_path / "site")
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
@@ -162,6 +163,7 @@ def test_a_package_registers_a_builder_by_entry_point(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "acme-sparse" in unknown.stderr and "hpsearch.models" in unknown.stderr
 
 
+@pytest.mark.integration
 def test_a_search_of_a_builder_file_with_real_workers(builder_file: Path) -> None:
     cwd = builder_file.parent
     url = f"sqlite:///{cwd / 'own.db'}"
@@ -179,6 +181,7 @@ def test_a_search_of_a_builder_file_with_real_workers(builder_file: Path) -> Non
     assert best.returncode == 0 and json.loads(best.stdout)["value"] > 0.5, best.stdout + best.stderr
 
 
+@pytest.mark.integration
 def test_a_worker_that_cannot_import_the_builder_stops_before_taking_a_trial(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()

@@ -92,6 +92,7 @@ def test_a_success_in_between_resets_the_count(tmp_path: Path) -> None:
     assert breaker.stop_reason(study) is None and len(study.trials) == 7
 
 
+@pytest.mark.integration
 def test_run_stops_a_broken_study_with_the_reason_and_resumes_once_fixed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A study whose stored set-up fails every trial (as older versions let in) ends with exit 1, not never."""

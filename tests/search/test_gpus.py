@@ -43,6 +43,7 @@ def test_each_worker_gets_its_own_device_with_memory_growth() -> None:
 
 
 @no_nvidia
+@pytest.mark.integration
 def test_run_gives_each_worker_its_gpu(tmp_path: Path) -> None:
     (tmp_path / "tiny.py").write_text(TINY_BUILDER)
     url = f"sqlite:///{tmp_path / 'gpu.db'}"

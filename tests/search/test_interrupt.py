@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import record_reliability
+
+# Real processes or real training: `make test-slow` (integration) runs them.
+pytestmark = pytest.mark.integration
 
 
 def _default_sigint() -> None:

@@ -56,6 +56,7 @@ def dominated(a: list[float], b: list[float], maximize: list[bool]) -> bool:
     return all(better) and a != b
 
 
+@pytest.mark.integration
 def test_accuracy_against_size_keeps_a_pareto_front(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 

@@ -1,4 +1,5 @@
-"""The launcher's choice of workers x threads follows its rule: fewest rounds, most trials in the time left."""
+"""The launcher's choice of workers x threads follows its rule: fewest rounds, most trials in the time left, fewer
+workers for a learning sampler while few trials fit in a time budget."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import pytest
 
-from hpsearch.search.resources import WORKER_MEMORY_GB, plan, single_thread_cost, speedup
+from hpsearch.search.resources import THROUGHPUT_KEPT, WORKER_MEMORY_GB, plan, single_thread_cost, speedup
 
 
 def makespan(trials: int, workers: int, threads: int, cost: float = 1.0) -> float:
@@ -48,6 +49,33 @@ def test_a_time_budget_counts_the_trials_that_fit() -> None:
     assert "~12 trial(s) fit" in cheap.reason
     # Unmeasured cost: the trial count alone decides.
     assert plan(2, 100_000, seconds_left=600).workers == 2
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(2, 1), (4, 2), (8, 4), (16, 8)])
+def test_a_learning_sampler_on_a_time_budget_takes_fewer_workers(cores: int, workers: int) -> None:
+    # Cost not measured yet: the fewest workers whose trials per second keep THROUGHPUT_KEPT of one per core.
+    chosen = plan(cores, 100_000, seconds_left=900, learning=True)
+    assert (chosen.workers, chosen.threads) == (workers, cores // workers)
+    kept = chosen.workers * speedup(chosen.threads) / cores
+    assert kept >= THROUGHPUT_KEPT
+    fewer = chosen.workers - 1
+    assert fewer == 0 or fewer * speedup(cores // fewer) / cores < THROUGHPUT_KEPT
+    assert "learning sampler" in chosen.reason and "not measured" in chosen.reason
+
+
+def test_fewer_workers_only_while_few_trials_fit_in_the_budget() -> None:
+    # 100 s trials: ~16 fit in 900 s with one worker; the sampler sees every result before its next trial.
+    few = plan(2, 100_000, seconds_left=900, trial_cost=100, learning=True)
+    assert (few.workers, few.threads) == (1, 2)
+    assert "~16 trial(s) fit" in few.reason
+    # 5 s trials: hundreds fit, parallel results cost the sampler little, one worker per core again.
+    many = plan(2, 100_000, seconds_left=900, trial_cost=5, learning=True)
+    assert (many.workers, many.threads) == (2, 1)
+    # No time budget, or a sampler that does not learn: the makespan rule alone.
+    assert plan(2, 40, learning=True).workers == 2
+    assert plan(2, 100_000, seconds_left=900, learning=False).workers == 2
+    # The user's choice still wins.
+    assert plan(2, 100_000, seconds_left=900, learning=True, workers=2).workers == 2
 
 
 def test_memory_caps_the_workers() -> None:
@@ -99,11 +127,14 @@ def test_the_eta_of_a_time_bounded_study_ends_with_its_time_budget() -> None:
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_progress_read_by_sql_matches_progress_read_through_optuna(tmp_path, direction: str) -> None:
+    import datetime
+
     import optuna
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from hpsearch.search.launcher import _measure_trials, measure
+    from hpsearch.search.launcher import measure
+    from hpsearch.search.service import progress_through_optuna
     from hpsearch.search.spec import StudySpec
 
     study = optuna.create_study(study_name="p", storage=f"sqlite:///{tmp_path / 'p.db'}", direction=direction)
@@ -111,8 +142,10 @@ def test_progress_read_by_sql_matches_progress_read_through_optuna(tmp_path, dir
     for i, (state, value) in enumerate([(TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.9),
                                         (TrialState.PRUNED, None), (TrialState.FAIL, None),
                                         (TrialState.COMPLETE, 0.7)]):
-        study.add_trial(create_trial(state=state, value=value, params={"x": i / 10}, distributions=dist,
-                                     intermediate_values={1: 0.3} if state == TrialState.PRUNED else None))
+        trial = create_trial(state=state, value=value, params={"x": i / 10}, distributions=dist,
+                             intermediate_values={1: 0.3} if state == TrialState.PRUNED else None)
+        trial.datetime_start = trial.datetime_complete - datetime.timedelta(seconds=7.5 * (i + 1))
+        study.add_trial(trial)
     running = study.ask()
     running.set_user_attr("worker", "host:42")
     running.set_user_attr("epoch", 2)
@@ -121,11 +154,15 @@ def test_progress_read_by_sql_matches_progress_read_through_optuna(tmp_path, dir
     study.enqueue_trial({"x": 0.2})
     spec = StudySpec(study="p", model="cnn", trials=10, direction=direction)
     by_sql = measure(study, spec, workers=2)
-    by_optuna, durations = _measure_trials(study, spec)
+    by_optuna, durations = progress_through_optuna(study, spec)
     assert by_sql.running_trials == by_optuna.running_trials == [
         {"trial": 5, "worker": "host:42", "epoch": 2, "last": 0.6}]
     for field in ("complete", "pruned", "failed", "running", "waiting", "best_value", "best_trial"):
         assert getattr(by_sql, field) == getattr(by_optuna, field), field
     assert (by_sql.complete, by_sql.pruned, by_sql.failed, by_sql.running, by_sql.waiting) == (3, 1, 1, 1, 1)
     assert by_sql.best_value == (0.9 if direction == "maximize" else 0.5)
-    assert by_sql.eta_seconds is not None and len(durations) == 4
+    assert len(durations) == 4
+    # The mean duration averaged in SQL gives the ETA the durations read through Optuna give.
+    mean = sum(durations) / len(durations)
+    assert mean == pytest.approx((7.5 + 15 + 22.5 + 37.5) / 4, abs=0.01)  # COMPLETE and PRUNED, not FAIL
+    assert by_sql.eta_seconds == pytest.approx(mean * (spec.trials - by_sql.done) / 2, rel=1e-3, abs=1e-3)

@@ -29,6 +29,7 @@ def states(study: optuna.Study) -> dict[str, int]:
     return {s.name: sum(t.state == s for t in study.get_trials(deepcopy=False)) for s in TrialState}
 
 
+@pytest.mark.integration
 def test_two_workers_run_exactly_the_budget_and_resume_runs_only_what_is_missing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     common = ["--storage", url, "--study", "r4", "--model", "resnet4", "--dataset", "mnist-sample", "--train-size",
@@ -69,6 +70,7 @@ def test_two_workers_run_exactly_the_budget_and_resume_runs_only_what_is_missing
     assert len(study.get_trials()) == 6
 
 
+@pytest.mark.integration
 def test_joining_with_another_model_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     storage = open_storage(url)
@@ -90,6 +92,7 @@ def _run_in_process(spec: StudySpec, url: str, enqueue: list[dict], n: int) -> o
     return study
 
 
+@pytest.mark.integration
 def test_nan_and_builder_errors_fail_alone(tmp_path: Path) -> None:
     spec = StudySpec(study="nan", trials=3, epochs=2, pruner="none", **SMALL)
     defaults = default_params(spec)
@@ -103,6 +106,7 @@ def test_nan_and_builder_errors_fail_alone(tmp_path: Path) -> None:
     assert trials[2].value > 0.5
 
 
+@pytest.mark.integration
 def test_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
     spec = StudySpec(study="prune", trials=4, epochs=4, pruner="median", **SMALL)
     good = default_params(spec)
@@ -119,6 +123,7 @@ def test_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("better_trials", "evaluated"), [(4, True), (5, False)])
+@pytest.mark.integration
 def test_test_set_is_evaluated_for_trials_that_rank_in_the_top_five(tmp_path: Path, better_trials: int,
                                                                      evaluated: bool) -> None:
     spec = StudySpec(study="top", trials=10, epochs=1, pruner="none", **SMALL)
@@ -133,6 +138,7 @@ def test_test_set_is_evaluated_for_trials_that_rank_in_the_top_five(tmp_path: Pa
     assert ("test_seconds" in trial.user_attrs) is evaluated
 
 
+@pytest.mark.integration
 def test_spec_file_with_unknown_key_is_a_usage_error(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("study: x\nmodel: cnn\nepoch: 3\n")
@@ -152,6 +158,7 @@ def test_shipped_study_specs_are_valid() -> None:
     assert published.model == "cnn" and published.dataset == "mnist"
 
 
+@pytest.mark.integration
 def test_killed_worker_trial_is_retried_and_the_study_completes(tmp_path: Path, storage_url: str) -> None:
     url = storage_url
     n = 4
@@ -204,6 +211,7 @@ def test_killed_worker_trial_is_retried_and_the_study_completes(tmp_path: Path, 
                        retried=len(retries), errors=0)
 
 
+@pytest.mark.integration
 def test_keras_tuner_engine_runs_the_same_space(tmp_path: Path) -> None:
     result = run_cli("tune", "--engine", "keras-tuner", "--tuner", "random", "--study", "kt", "--model", "resnet4",
                      "--dataset", "mnist-sample", "--train-size", "800", "--trials", "2", "--epochs", "1",
@@ -218,6 +226,7 @@ def test_keras_tuner_engine_runs_the_same_space(tmp_path: Path) -> None:
     assert out["params"]["epochs"] == 1
 
 
+@pytest.mark.integration
 def test_worker_recycles_its_process_and_goes_on(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     spec = StudySpec(study="recycle", trials=3, epochs=1, pruner="none", **SMALL)

@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import record_reliability
 
+# Real processes or real training: `make test-slow` (integration) runs them.
+pytestmark = pytest.mark.integration
+
 
 def _join(url: str, barrier, errors) -> None:
     import warnings

@@ -86,3 +86,33 @@ def test_credentials_come_from_the_secret_and_the_dashboard_stays_inside() -> No
         storage = next(e for e in container["env"] if e["name"] == "HPSEARCH_STORAGE")
         assert storage["valueFrom"]["secretKeyRef"] == {"name": "hpsearch-db", "key": "HPSEARCH_STORAGE"}
     assert not any(d["kind"] == "Ingress" for d in resources())
+
+
+def test_the_s3_overlay_points_every_artifact_user_at_one_bucket_with_credentials_from_a_secret() -> None:
+    import copy
+
+    import kubernetes_validate
+
+    from hpsearch.storage.artifacts import parse_s3
+
+    overlay = yaml.safe_load((KUBE / "s3" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == [".."] and overlay["secretGenerator"][0]["envs"] == ["s3.env"]
+    assert (KUBE / "s3" / "s3.env.example").is_file() and "kubernetes/s3/s3.env" in (ROOT / ".gitignore").read_text()
+    patches = documents(KUBE / "s3" / overlay["patches"][0]["path"])
+    locations = set()
+    for patch in patches:
+        target = copy.deepcopy(by_kind(patch["kind"], patch["metadata"]["name"]))
+        [change] = patch["spec"]["template"]["spec"]["containers"]
+        container = target["spec"]["template"]["spec"]["containers"][0]
+        assert container["name"] == change["name"]  # a strategic merge patch meets its container by name
+        assert change["envFrom"] == [{"secretRef": {"name": overlay["secretGenerator"][0]["name"]}}]
+        [artifacts] = change["env"]
+        assert any(e["name"] == artifacts["name"] for e in container["env"])
+        locations.add(str(parse_s3(artifacts["value"])))
+        # The merged container (env entries by name, envFrom added) is a valid resource.
+        container["env"] = [artifacts if e["name"] == artifacts["name"] else e for e in container["env"]]
+        container["envFrom"] = change["envFrom"]
+        kubernetes_validate.validate(target, K8S_VERSION, strict=True)
+    assert {p["metadata"]["name"] for p in patches} == {"hpsearch-workers", "hpsearch-create-study",
+                                                        "hpsearch-dashboard"}
+    assert len(locations) == 1  # writers and readers see the same bucket and prefix

@@ -1,0 +1,177 @@
+"""One study's owner for everything that reads it: opened read-only (no sampler, no TensorFlow, nothing written)
+for the commands that look, or around a worker's or launcher's study; answers progress (counts per state, best
+so far, running trials, ETA), the best trial and why the study stopped, each from one place.
+
+The chain a trial follows: `hpsearch run` (cli/search.py) -> launcher (workers, progress through this service) ->
+`hpsearch worker` (worker.py) -> Objective (objective.py) -> training.fit_and_evaluate -> the builder's `build(hp)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.search.ranking import better
+from hpsearch.search.spec import SPEC_ATTR, StudySpec
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass
+class Progress:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    eta_seconds: float | None = None
+    running_trials: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned
+
+
+@dataclass
+class StudyService:
+    study: optuna.Study
+    spec: StudySpec
+
+    @classmethod
+    def read_only(cls, name: str, storage_url: str | None = None) -> StudyService:
+        """The study `name` opened for reading: its spec as stored, no sampler, no TensorFlow.
+
+        Raises:
+            UsageError: no such study (the message lists the existing ones), or a study hpsearch did not create.
+            HpsearchError: its spec attribute is not valid JSON.
+        """
+        import json
+
+        from hpsearch.search.spec import check_study_name
+        from hpsearch.storage import load_study_read_only, resolve_url, storage_errors_as_messages
+
+        url = resolve_url(storage_url)
+        check_study_name(name)
+        study = load_study_read_only(name, url)
+        with storage_errors_as_messages(url):
+            try:
+                stored = study.user_attrs.get(SPEC_ATTR)
+            except json.JSONDecodeError:
+                raise HpsearchError(f"study {name!r} holds an attribute that is not valid JSON (was the table edited "
+                                    f"by hand?); `hpsearch trials --study {name}` shows what can be read") from None
+        if not isinstance(stored, dict) or not stored.get("model"):
+            raise UsageError(f"study {name!r} was not created by hpsearch (it has no spec); create it with "
+                             "`hpsearch run` or `hpsearch create`")
+        return cls(study, StudySpec.from_stored(stored))
+
+    def progress(self, workers: int = 1) -> Progress:
+        """Counts per state, best so far, running trials, and the ETA for `workers` workers.
+
+        On a database it is read with a few SQL queries (the launcher asks every second, `status` once; a study of
+        20,000 trials stays cheap); a storage without SQL (in memory) is read through Optuna.
+        """
+        from hpsearch.storage.optuna_compat import rdb_engine
+
+        engine = rdb_engine(self.study)
+        if engine is not None:
+            from hpsearch.storage.queries import progress_rows
+
+            rows = progress_rows(engine, self.study.study_name)
+            p = Progress(complete=rows.counts["complete"], pruned=rows.counts["pruned"], failed=rows.counts["fail"],
+                         running=rows.counts["running"], waiting=rows.counts["waiting"], best_value=rows.best_value,
+                         best_trial=rows.best_trial, running_trials=rows.running)
+            mean = rows.mean_duration
+        else:
+            p, durations = progress_through_optuna(self.study, self.spec)
+            mean = sum(durations) / len(durations) if durations else None
+        left = max(0, self.spec.trials - p.done)
+        if mean is not None and left:
+            p.eta_seconds = mean * left / max(1, workers)
+        seconds_left = self.seconds_left()
+        if seconds_left is not None and p.eta_seconds is not None:  # a time budget ends the study first
+            p.eta_seconds = min(p.eta_seconds, seconds_left)
+        return p
+
+    def seconds_left(self) -> float | None:
+        """What is left of the study's time budget (None without one); all of it before the study started."""
+        if not self.spec.timeout:
+            return None
+        started = self.study.user_attrs.get("hpsearch_started_at")
+        timeout = float(self.spec.timeout)
+        return max(0.0, float(started) + timeout - time.time()) if started else timeout
+
+    def elapsed(self) -> float:
+        """Seconds since the study was created (0 when it does not say)."""
+        started = self.study.user_attrs.get("hpsearch_started_at")
+        return time.time() - float(started) if started else 0.0
+
+    def stopped(self) -> str | None:
+        """Why the circuit breaker stopped the study, in a sentence that says what to do; None when it did not."""
+        from hpsearch.search.breaker import STOP_ATTR, describe
+
+        stop = self.study.user_attrs.get(STOP_ATTR)
+        return describe(stop, self.study.study_name) if isinstance(stop, dict) and stop.get("reason") else None
+
+    def current(self) -> Progress:
+        """Progress with the ETA for the workers running now (each running trial names its worker).
+
+        Raises:
+            HpsearchError: an attribute of the study or its trials is not valid JSON (a table edited by hand).
+        """
+        import json
+
+        try:
+            p = self.progress()
+        except json.JSONDecodeError:
+            name = self.study.study_name
+            raise HpsearchError(f"study {name!r} holds an attribute that is not valid JSON (was the table edited by "
+                                f"hand?); `hpsearch trials --study {name}` shows what can be read") from None
+        if p.eta_seconds is not None:  # the trials still to run are shared by the workers running now
+            p.eta_seconds /= max(1, len({r["worker"] for r in p.running_trials}))
+        return p
+
+    def status(self, p: Progress | None = None) -> dict[str, Any]:
+        """What `hpsearch status` reports: the set-up, counts, best, ETA (`current()` unless given), why it
+        stopped."""
+        p = p or self.current()
+        data = {"study": self.spec.study, "model": self.spec.model, "dataset": self.spec.dataset,
+                "budget": self.spec.trials, "complete": p.complete, "pruned": p.pruned, "failed": p.failed,
+                "running": p.running, "waiting": p.waiting, "best_value": p.best_value, "best_trial": p.best_trial,
+                "eta_seconds": p.eta_seconds, "running_trials": p.running_trials}
+        stopped = self.stopped()
+        if stopped:
+            data["stopped"] = stopped
+        return data
+
+
+def progress_through_optuna(study: optuna.Study, spec: StudySpec) -> tuple[Progress, list[float]]:
+    """Progress read through Optuna's trials (a storage without SQL), and the finished trials' seconds."""
+    from optuna.trial import TrialState
+
+    p = Progress()
+    durations = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            p.complete += 1
+            value = t.values[0] if t.values else None  # the first objective (the metric) in a Pareto study
+            if value is not None and (p.best_value is None or better(value, p.best_value, spec.direction)):
+                p.best_value, p.best_trial = value, t.number
+        elif t.state == TrialState.PRUNED:
+            p.pruned += 1
+        elif t.state == TrialState.FAIL:
+            p.failed += 1
+        elif t.state == TrialState.WAITING:
+            p.waiting += 1
+        elif t.state == TrialState.RUNNING:
+            p.running += 1
+            p.running_trials.append({"trial": t.number, "worker": t.user_attrs.get("worker", "?"),
+                                     "epoch": t.user_attrs.get("epoch", 0),
+                                     "last": max(t.intermediate_values.values()) if t.intermediate_values else None})
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start and t.datetime_complete:
+            durations.append((t.datetime_complete - t.datetime_start).total_seconds())
+    return p, durations

@@ -1,0 +1,171 @@
+"""`hpsearch proxy`: Optuna's gRPC storage proxy in front of the study database, for many workers.
+
+Every worker on PostgreSQL holds its own connections (a pool, a budget lock, heartbeats); hundreds of workers would
+need hundreds of server connections. Through the proxy they hold one gRPC channel each and the proxy holds the
+database connections (`grpc://HOST:PORT` as the workers' storage URL).
+
+What changes through the proxy, and how hpsearch keeps its promises:
+
+- **Heartbeats.** Optuna's proxy carries no heartbeats, so a killed worker's trial would stay RUNNING for ever.
+  `ProxyStorage` records each running trial's heartbeat as a system attribute through the proxy (the worker's
+  clock; the grace period, minutes, dwarfs the drift of machines kept by NTP) and finds stale trials from it, so
+  Optuna's own stale-trial check and the one retry work as on a direct connection. A trial that never beat
+  counts from its start (the proxy's clock).
+- **The exact budget.** Workers cannot take the database lock through the proxy. The budget then rests on the
+  safety net every worker runs (`search/budget.check_budget`): trial numbers are given out by the database in
+  creation order, and a trial runs only if fewer than the budget of trials numbered before it hold a place; a
+  surplus trial ends FAIL without training. Exactly the budget of trials complete (measured: BENCHMARKS.md).
+- **Security.** The proxy has no authentication and can read and write every study of its database: it listens
+  on loopback unless told otherwise, and says so when told.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.errors import HpsearchError, UsageError
+
+if TYPE_CHECKING:
+    import optuna
+
+PROXY_SCHEME = "grpc://"
+DEFAULT_PORT = 13000
+HEARTBEAT_ATTR = "hpsearch:heartbeat"
+
+
+def is_proxy_url(url: str) -> bool:
+    return url.startswith(PROXY_SCHEME)
+
+
+def proxy_address(url: str) -> tuple[str, int]:
+    """HOST and PORT of `grpc://HOST:PORT`.
+
+    Raises:
+        UsageError: not of that form.
+    """
+    match = re.fullmatch(r"grpc://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})/?", url)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise UsageError(f"proxy storage {url!r} is not grpc://HOST:PORT (e.g. grpc://127.0.0.1:{DEFAULT_PORT}, "
+                         "where `hpsearch proxy` listens)")
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+def open_proxy(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
+               retry: bool = True) -> optuna.storages.BaseStorage:
+    """The storage behind the proxy at `url`, with heartbeats when `heartbeat_interval` is given.
+
+    Raises:
+        UsageError: the URL is not grpc://HOST:PORT.
+        HpsearchError: no proxy answers there.
+    """
+    import grpc
+
+    host, port = proxy_address(url)
+    storage = _proxy_class()(host=host, port=port)
+    storage.configure_heartbeat(heartbeat_interval, grace_period, retry)
+    try:
+        storage.get_all_studies()  # one round trip: a missing proxy is said now, not at the first trial
+    except grpc.RpcError as exc:
+        raise HpsearchError(f"no hpsearch proxy answers at {url} ({_status(exc)}); start one with `hpsearch proxy "
+                            f"--storage DATABASE_URL --port {port}` on {host}") from None
+    return storage
+
+
+def _status(exc: Any) -> str:
+    code = getattr(exc, "code", None)
+    return code().name if callable(code) else type(exc).__name__
+
+
+_PROXY_CLASS: type | None = None
+
+
+def _proxy_class() -> type:
+    """Optuna's gRPC client with heartbeats over system attributes (built on first use: gRPC loads only then)."""
+    global _PROXY_CLASS
+    if _PROXY_CLASS is not None:
+        return _PROXY_CLASS
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import GrpcStorageProxy
+    from optuna.storages._heartbeat import BaseHeartbeat
+    from optuna.trial import TrialState
+
+    class ProxyStorage(GrpcStorageProxy, BaseHeartbeat):
+        """`GrpcStorageProxy` whose running trials beat through the proxy (see the module's docstring)."""
+
+        _interval: int | None = None
+        _grace: int | None = None
+        _callback: Callable[..., None] | None = None
+
+        def configure_heartbeat(self, interval: int | None, grace: int | None, retry: bool) -> None:
+            import optuna
+
+            from hpsearch.storage._rdb import MAX_RETRY
+
+            self._interval, self._grace = interval, (grace or (2 * interval if interval else None))
+            self._callback = (optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                              if interval and retry else None)
+
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            except UpdateFinishedTrialError:
+                pass  # the trial ended between two beats
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            if not self._grace:
+                return []
+            now = time.time()
+            stale = []
+            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                last = t.system_attrs.get(HEARTBEAT_ATTR)
+                if last is None and t.datetime_start is not None:
+                    last = t.datetime_start.timestamp()
+                if last is not None and now - float(last) > self._grace:
+                    stale.append(t._trial_id)
+            return stale
+
+        def get_heartbeat_interval(self) -> int | None:
+            return self._interval
+
+        def get_heartbeat_stale_trial_callback(self) -> Callable[..., None] | None:
+            return self._callback
+
+    _PROXY_CLASS = ProxyStorage
+    return ProxyStorage
+
+
+def serve(storage_url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 16,
+          on_listening: Callable[[str], None] | None = None) -> None:
+    """Serves the study database at `storage_url` to workers at grpc://HOST:PORT until interrupted.
+
+    Raises:
+        UsageError: the database URL is itself a proxy's, or the port is taken.
+        HpsearchError: the database cannot be opened.
+    """
+    import socket
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    import optuna
+
+    from hpsearch.storage._rdb import open_storage
+
+    if is_proxy_url(storage_url):
+        raise UsageError("the proxy serves a database: pass its URL (sqlite:///FILE or postgresql+psycopg://...), "
+                         "not another proxy's")
+    storage = open_storage(storage_url, heartbeat_interval=None, grace_period=None, retry=False, pool_size=threads)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or stop what "
+                             "holds it") from None
+    if on_listening is not None:
+        on_listening(f"grpc://{host}:{port}")
+    with warnings.catch_warnings():  # Optuna flags the proxy experimental; it is its documented way to scale out
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port,
+                                              thread_pool=ThreadPoolExecutor(max_workers=threads))
