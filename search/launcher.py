@@ -368,10 +368,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
     study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period, warm_start)
     log_dir = prepare_output_dir(logs / safe_filename(spec.study), (), flag="--artifacts")
     before = measure(study, spec, workers or 1)
-    chosen = plan_workers(workers or (len(gpus) if gpus else None), threads,
-                          spec.trials - before.done - before.running, console, StudyService(study, spec).seconds_left(),
-                          _trial_cost(study), learning=spec.sampler in LEARNING_SAMPLERS)
-    workers, threads = chosen.workers, chosen.threads
+    workers, threads = _plan(study, spec, before, workers or (len(gpus) if gpus else None), threads, console)
     env = _worker_env(storage_url, location, threads)
     args = ["--study", spec.study, "--recycle", str(recycle),
             *(["--heartbeat-interval", str(heartbeat_interval)] if heartbeat_interval else []),
@@ -404,6 +401,15 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return _outcome(study, spec, procs, workers, log_dir, console)
+
+
+def _plan(study: optuna.Study, spec: StudySpec, before: Progress, workers: int | None, threads: int | None,
+          console: Console) -> tuple[int, int]:
+    """Workers x threads for this launch (`plan_workers` on what the study has measured so far)."""
+    chosen = plan_workers(workers, threads, spec.trials - before.done - before.running, console,
+                          StudyService(study, spec).seconds_left(), _trial_cost(study),
+                          learning=spec.sampler in LEARNING_SAMPLERS)
+    return chosen.workers, chosen.threads
 
 
 def _worker_env(storage_url: str, location: ArtifactLocation, threads: int) -> dict[str, str]:

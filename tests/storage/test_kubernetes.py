@@ -116,3 +116,41 @@ def test_the_s3_overlay_points_every_artifact_user_at_one_bucket_with_credential
     assert {p["metadata"]["name"] for p in patches} == {"hpsearch-workers", "hpsearch-create-study",
                                                         "hpsearch-dashboard"}
     assert len(locations) == 1  # writers and readers see the same bucket and prefix
+
+
+def test_the_proxy_overlay_puts_every_worker_behind_one_proxy_only_workers_reach() -> None:
+    import copy
+
+    import kubernetes_validate
+
+    from hpsearch.storage.proxy import proxy_address
+
+    overlay = yaml.safe_load((KUBE / "proxy" / "kustomization.yaml").read_text())
+    assert overlay["resources"][0] == ".." and all((KUBE / "proxy" / r).is_file() for r in overlay["resources"][1:])
+    added = [d for r in overlay["resources"][1:] for d in documents(KUBE / "proxy" / r)]
+    for doc in added:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    kinds = {d["kind"]: d for d in added}
+    assert kinds["Service"]["spec"]["type"] == "ClusterIP"
+    proxy = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    port = int(proxy["command"][proxy["command"].index("--port") + 1])
+    storage = next(e for e in proxy["env"] if e["name"] == "HPSEARCH_STORAGE")
+    assert storage["valueFrom"]["secretKeyRef"]["name"] == "hpsearch-db"  # the database URL stays in the Secret
+    # Only worker pods may reach the proxy (it has no authentication).
+    rule = kinds["NetworkPolicy"]["spec"]["ingress"][0]
+    worker_labels = by_kind("Job", "hpsearch-workers")["spec"]["template"]["metadata"]["labels"]
+    assert rule["from"][0]["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert rule["ports"] == [{"port": port}]
+    # The patched workers (init step and worker) use the proxy's Service as their storage; merged, they validate.
+    [patch] = documents(KUBE / "proxy" / overlay["patches"][0]["path"])
+    job = copy.deepcopy(by_kind("Job", "hpsearch-workers"))
+    pod = job["spec"]["template"]["spec"]
+    for group in ("initContainers", "containers"):
+        for change in patch["spec"]["template"]["spec"][group]:
+            target = next(c for c in pod[group] if c["name"] == change["name"])
+            [env] = change["env"]
+            assert env["valueFrom"] is None  # strategic merge: drops the Secret reference
+            assert proxy_address(env["value"]) == (kinds["Service"]["metadata"]["name"], port)
+            target["env"] = [{"name": env["name"], "value": env["value"]} if e["name"] == env["name"] else e
+                             for e in target["env"]]
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
