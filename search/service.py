@@ -39,35 +39,54 @@ class Progress:
 
 @dataclass
 class StudyService:
-    study: optuna.Study
+    """A study and its spec, around an Optuna study (a launcher's, a worker's) or, read-only, around the database
+    alone: SQL on Optuna's tables, no Optuna storage, sampler or TensorFlow (`read_only`)."""
+
+    study: optuna.Study | None
     spec: StudySpec
+    engine: Any = None  # SQLAlchemy engine on the study database; None for a storage without SQL (memory, proxy)
+    name: str = ""
+    attrs: dict[str, Any] | None = None  # the study's user attributes as read once (read-only); else the study's
+
+    def __post_init__(self) -> None:
+        if self.study is not None:
+            from hpsearch.storage.optuna_compat import rdb_engine
+
+            self.engine = self.engine or rdb_engine(self.study)
+            self.name = self.name or self.study.study_name
 
     @classmethod
     def read_only(cls, name: str, storage_url: str | None = None) -> StudyService:
-        """The study `name` opened for reading: its spec as stored, no sampler, no TensorFlow.
+        """The study `name` opened for reading: its spec as stored, no sampler, no TensorFlow, nothing written.
 
         Raises:
             UsageError: no such study (the message lists the existing ones), or a study hpsearch did not create.
-            HpsearchError: its spec attribute is not valid JSON.
+            HpsearchError: an attribute of the study is not valid JSON.
         """
-        import json
-
         from hpsearch.search.spec import check_study_name
-        from hpsearch.storage import load_study_read_only, resolve_url, storage_errors_as_messages
+        from hpsearch.storage import resolve_url, storage_errors_as_messages
 
         url = resolve_url(storage_url)
         check_study_name(name)
-        study = load_study_read_only(name, url)
         with storage_errors_as_messages(url):
-            try:
-                stored = study.user_attrs.get(SPEC_ATTR)
-            except json.JSONDecodeError:
-                raise HpsearchError(f"study {name!r} holds an attribute that is not valid JSON (was the table edited "
-                                    f"by hand?); `hpsearch trials --study {name}` shows what can be read") from None
+            if url.startswith("grpc://"):  # an `hpsearch proxy`: through Optuna's client
+                from hpsearch.storage import load_study_read_only
+
+                study = load_study_read_only(name, url)
+                engine, attrs = None, study.user_attrs
+            else:
+                from hpsearch.storage.queries import make_engine, study_user_attrs
+
+                study, engine = None, make_engine(url, read_only=True)
+                attrs = study_user_attrs(engine, name)
+        stored = attrs.get(SPEC_ATTR)
         if not isinstance(stored, dict) or not stored.get("model"):
             raise UsageError(f"study {name!r} was not created by hpsearch (it has no spec); create it with "
                              "`hpsearch run` or `hpsearch create`")
-        return cls(study, StudySpec.from_stored(stored))
+        return cls(study, StudySpec.from_stored(stored), engine, name, attrs)
+
+    def user_attrs(self) -> dict[str, Any]:
+        return self.attrs if self.attrs is not None else self.study.user_attrs  # type: ignore[union-attr]
 
     def progress(self, workers: int = 1) -> Progress:
         """Counts per state, best so far, running trials, and the ETA for `workers` workers.
@@ -75,18 +94,16 @@ class StudyService:
         On a database it is read with a few SQL queries (the launcher asks every second, `status` once; a study of
         20,000 trials stays cheap); a storage without SQL (in memory) is read through Optuna.
         """
-        from hpsearch.storage.optuna_compat import rdb_engine
-
-        engine = rdb_engine(self.study)
-        if engine is not None:
+        if self.engine is not None:
             from hpsearch.storage.queries import progress_rows
 
-            rows = progress_rows(engine, self.study.study_name)
+            rows = progress_rows(self.engine, self.name)
             p = Progress(complete=rows.counts["complete"], pruned=rows.counts["pruned"], failed=rows.counts["fail"],
                          running=rows.counts["running"], waiting=rows.counts["waiting"], best_value=rows.best_value,
                          best_trial=rows.best_trial, running_trials=rows.running)
             mean = rows.mean_duration
         else:
+            assert self.study is not None, "a storage without SQL is read through its Optuna study"
             p, durations = progress_through_optuna(self.study, self.spec)
             mean = sum(durations) / len(durations) if durations else None
         left = max(0, self.spec.trials - p.done)
@@ -101,21 +118,21 @@ class StudyService:
         """What is left of the study's time budget (None without one); all of it before the study started."""
         if not self.spec.timeout:
             return None
-        started = self.study.user_attrs.get("hpsearch_started_at")
+        started = self.user_attrs().get("hpsearch_started_at")
         timeout = float(self.spec.timeout)
         return max(0.0, float(started) + timeout - time.time()) if started else timeout
 
     def elapsed(self) -> float:
         """Seconds since the study was created (0 when it does not say)."""
-        started = self.study.user_attrs.get("hpsearch_started_at")
+        started = self.user_attrs().get("hpsearch_started_at")
         return time.time() - float(started) if started else 0.0
 
     def stopped(self) -> str | None:
         """Why the circuit breaker stopped the study, in a sentence that says what to do; None when it did not."""
         from hpsearch.search.breaker import STOP_ATTR, describe
 
-        stop = self.study.user_attrs.get(STOP_ATTR)
-        return describe(stop, self.study.study_name) if isinstance(stop, dict) and stop.get("reason") else None
+        stop = self.user_attrs().get(STOP_ATTR)
+        return describe(stop, self.name) if isinstance(stop, dict) and stop.get("reason") else None
 
     def current(self) -> Progress:
         """Progress with the ETA for the workers running now (each running trial names its worker).
@@ -128,7 +145,7 @@ class StudyService:
         try:
             p = self.progress()
         except json.JSONDecodeError:
-            name = self.study.study_name
+            name = self.name
             raise HpsearchError(f"study {name!r} holds an attribute that is not valid JSON (was the table edited by "
                                 f"hand?); `hpsearch trials --study {name}` shows what can be read") from None
         if p.eta_seconds is not None:  # the trials still to run are shared by the workers running now

@@ -389,6 +389,25 @@ def state_counts(engine: Engine, study: str | None = None) -> dict[str, dict[str
     return out
 
 
+def study_user_attrs(engine: Engine, study: str) -> dict[str, Any]:
+    """Every user attribute of one study.
+
+    Raises:
+        UsageError: no such study (the message lists those that exist).
+        HpsearchError: an attribute is not valid JSON (a table edited by hand).
+    """
+    study_id, _ = study_info(engine, study)
+    out: dict[str, Any] = {}
+    for key, value_json in _execute(engine, "SELECT key, value_json FROM study_user_attributes WHERE study_id = :sid",
+                                    sid=study_id):
+        try:
+            out[key] = json.loads(value_json)
+        except (TypeError, ValueError):
+            raise HpsearchError(f"study {study!r} holds an attribute that is not valid JSON (was the table edited by "
+                                f"hand?); `hpsearch trials --study {study}` shows what can be read") from None
+    return out
+
+
 def study_attrs(engine: Engine, key: str) -> dict[str, Any]:
     """One study user attribute (e.g. the hpsearch spec) for every study; a value that is not JSON is left out
     with a warning on stderr."""
