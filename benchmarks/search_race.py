@@ -266,7 +266,7 @@ def _median_spread(values: list[float | None], fmt: str, missing: str = "not rea
     return f"{format(statistics.median(got), fmt)} [{format(min(got), fmt)}-{format(max(got), fmt)}]"
 
 
-COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "tab:purple", "kt-hyperband": "tab:red",
+COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "tab:olive", "kt-hyperband": "tab:red",
            "kt-random": "tab:orange",
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green"}
 

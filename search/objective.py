@@ -83,13 +83,15 @@ class Objective:
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """Trains one configuration; any error of the builder, the model or the data fails this trial alone, with
         its reason (`fail_reason`) and the last frames of its traceback (`fail_traceback`) on the trial."""
-        from hpsearch.storage import STORAGE_ERRORS
+        from hpsearch.storage import caused_by_storage
 
         try:
             return self._run(trial)
-        except (optuna.TrialPruned, TrialFailed, *STORAGE_ERRORS):
-            raise  # pruned, failed with its reason already, or the storage is away (the worker waits for it)
+        except (optuna.TrialPruned, TrialFailed):
+            raise  # pruned, or failed with its reason already
         except Exception as exc:
+            if caused_by_storage(exc):
+                raise  # the storage (or the proxy in front of it) is away: the worker waits for it
             raise self._fail(trial, f"{type(exc).__name__}: {exc}", exc) from exc
 
     def _run(self, trial: optuna.trial.Trial) -> float:

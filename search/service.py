@@ -89,7 +89,7 @@ class StudyService:
         return self.attrs if self.attrs is not None else self.study.user_attrs  # type: ignore[union-attr]
 
     def progress(self, workers: int = 1) -> Progress:
-        """Counts per state, best so far, running trials, and the ETA for `workers` workers.
+        """Counts per state, best so far, running trials, and the ETA for `workers` workers (0: those running now).
 
         On a database it is read with a few SQL queries (the launcher asks every second, `status` once; a study of
         20,000 trials stays cheap); a storage without SQL (in memory) is read through Optuna.
@@ -108,6 +108,7 @@ class StudyService:
             mean = sum(durations) / len(durations) if durations else None
         left = max(0, self.spec.trials - p.done)
         if mean is not None and left:
+            workers = workers or len({r["worker"] for r in p.running_trials})
             p.eta_seconds = mean * left / max(1, workers)
         seconds_left = self.seconds_left()
         if seconds_left is not None and p.eta_seconds is not None:  # a time budget ends the study first
@@ -143,20 +144,18 @@ class StudyService:
         import json
 
         try:
-            p = self.progress()
+            p = self.progress(workers=0)  # 0: the workers running now share what is left
         except json.JSONDecodeError:
             name = self.name
             raise HpsearchError(f"study {name!r} holds an attribute that is not valid JSON (was the table edited by "
                                 f"hand?); `hpsearch trials --study {name}` shows what can be read") from None
-        if p.eta_seconds is not None:  # the trials still to run are shared by the workers running now
-            p.eta_seconds /= max(1, len({r["worker"] for r in p.running_trials}))
         return p
 
     def status(self, p: Progress | None = None) -> dict[str, Any]:
         """What `hpsearch status` reports: the set-up, counts, best, ETA (`current()` unless given), why it
         stopped."""
         p = p or self.current()
-        data = {"study": self.spec.study, "model": self.spec.model, "dataset": self.spec.dataset,
+        data = {"study": self.name or self.spec.study, "model": self.spec.model, "dataset": self.spec.dataset,
                 "budget": self.spec.trials, "complete": p.complete, "pruned": p.pruned, "failed": p.failed,
                 "running": p.running, "waiting": p.waiting, "best_value": p.best_value, "best_trial": p.best_trial,
                 "eta_seconds": p.eta_seconds, "running_trials": p.running_trials}

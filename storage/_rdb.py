@@ -58,8 +58,14 @@ _GRPC_OUTAGES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
 def _status_name(exc: BaseException) -> str:
+    """A gRPC error's status; UNKNOWN carrying a database error of the proxy's counts as UNAVAILABLE."""
     code = getattr(exc, "code", None)
-    return getattr(code(), "name", "") if callable(code) else ""
+    name = getattr(code(), "name", "") if callable(code) else ""
+    details = getattr(exc, "details", None)
+    text = str(details() if callable(details) else "")
+    if name == "UNKNOWN" and "database unreachable behind the proxy" in text:  # proxy.OUTAGE_MARK
+        return "UNAVAILABLE"
+    return name
 
 
 # Keras trials take minutes: a heartbeat a minute, declared dead after five silent minutes.

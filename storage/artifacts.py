@@ -116,7 +116,17 @@ def upload(store: ArtifactStore, trial: optuna.trial.Trial | optuna.trial.Frozen
     except OSError as exc:
         raise HpsearchError(f"artifact {path.name} could not be stored ({exc.strerror or exc}); free space or "
                             "fix the permissions of the artifact directory") from None
+    except Exception as exc:
+        if not _is_s3_error(exc):
+            raise
+        raise HpsearchError(f"artifact {path.name} could not be stored in the bucket ({type(exc).__name__}); check "
+                            "the endpoint, the credentials and the bucket") from None
     return artifact_id
+
+
+def _is_s3_error(exc: BaseException) -> bool:
+    """botocore's and boto3's errors (client, connection, upload), without importing them when unused."""
+    return type(exc).__module__.split(".")[0] in ("botocore", "boto3")
 
 
 class _PrefixedStore:
@@ -147,6 +157,10 @@ def _open_bucket(location: S3Location) -> ArtifactStore:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "Amazon S3"
     try:
         client = boto3.client("s3")
+    except ValueError as exc:  # a malformed AWS_ENDPOINT_URL
+        raise HpsearchError(f"artifact bucket {location.bucket!r}: the S3 endpoint {endpoint!r} is not usable "
+                            f"({exc}); set AWS_ENDPOINT_URL to e.g. https://s3.example.org") from None
+    try:
         client.head_bucket(Bucket=location.bucket)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
@@ -176,21 +190,40 @@ def artifact_file(location: ArtifactLocation, artifact_id: str, cache: Path | No
         return path if path.is_file() else None
     from optuna.artifacts.exceptions import ArtifactNotFound
 
-    cache = cache or Path(tempfile.gettempdir()) / f"hpsearch-artifacts-{os.getuid()}"
-    path = cache / location.bucket / location.prefix / artifact_id
+    path = (cache or _cache_dir()) / location.bucket / location.prefix / artifact_id
     if path.is_file():
         return path
     store = _open_bucket(location)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{artifact_id}.part")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{artifact_id}.")  # one per download: no two share it
     try:
-        with store.open_reader(artifact_id) as reader, partial.open("wb") as out:
+        with store.open_reader(artifact_id) as reader, os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(reader, out)
+        os.replace(name, path)  # a reader never sees half a file
     except ArtifactNotFound:
-        partial.unlink(missing_ok=True)
         return None
-    partial.replace(path)  # a reader never sees half a file
+    except Exception as exc:
+        if not _is_s3_error(exc):
+            raise
+        raise HpsearchError(f"artifact {artifact_id} could not be read from {location} ({type(exc).__name__}); "
+                            "check the endpoint, the credentials and the bucket") from None
+    finally:
+        Path(name).unlink(missing_ok=True)
     return path
+
+
+def _cache_dir() -> Path:
+    """Where downloaded artifacts are kept: `$XDG_CACHE_HOME/hpsearch/artifacts` (default ~/.cache), this user's
+    alone.
+
+    Raises:
+        HpsearchError: the directory belongs to another user (its files could be planted).
+    """
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hpsearch" / "artifacts"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if base.stat().st_uid != os.getuid():
+        raise HpsearchError(f"the artifact cache {base} belongs to another user; remove it or set XDG_CACHE_HOME")
+    return base
 
 
 def remove_artifacts(location: ArtifactLocation, artifact_ids: list[str]) -> int:
@@ -209,11 +242,17 @@ def remove_artifacts(location: ArtifactLocation, artifact_ids: list[str]) -> int
 
     store = _open_bucket(location)
     removed = 0
-    for artifact_id in ids:
-        try:  # S3 deletes a missing key without complaint: look first, so the count is of what was there
-            store.open_reader(artifact_id).close()
-        except ArtifactNotFound:
-            continue
-        store.remove(artifact_id)
-        removed += 1
+    try:
+        for artifact_id in ids:
+            try:  # S3 deletes a missing key without complaint: look first, so the count is of what was there
+                store.open_reader(artifact_id).close()
+            except ArtifactNotFound:
+                continue
+            store.remove(artifact_id)
+            removed += 1
+    except Exception as exc:
+        if not _is_s3_error(exc):
+            raise
+        raise HpsearchError(f"{removed} of {len(ids)} artifacts removed from {location}, then {type(exc).__name__}; "
+                            "run the command again once the bucket answers") from None
     return removed

@@ -10,7 +10,9 @@ What changes through the proxy, and how hpsearch keeps its promises:
   `ProxyStorage` records each running trial's heartbeat as a system attribute through the proxy (the worker's
   clock; the grace period, minutes, dwarfs the drift of machines kept by NTP) and finds stale trials from it, so
   Optuna's own stale-trial check and the one retry work as on a direct connection. A trial that never beat
-  counts from its start (the proxy's clock).
+  counts from when this process first saw it so (its own monotonic clock: never another machine's time zone);
+  a retry starts without its failed trial's last beat. A beat that cannot be sent (the proxy restarting) is
+  logged and the next one tried; database errors behind the proxy reach the workers as outages they wait out.
 - **The exact budget.** Workers cannot take the database lock through the proxy. The budget then rests on the
   safety net every worker runs (`search/budget.check_budget`): trial numbers are given out by the database in
   creation order, and a trial runs only if fewer than the budget of trials numbered before it hold a place; a
@@ -21,17 +23,23 @@ What changes through the proxy, and how hpsearch keeps its promises:
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 
+logger = logging.getLogger("hpsearch")
+
 if TYPE_CHECKING:
     import optuna
 
 PROXY_SCHEME = "grpc://"
+# In the details of a gRPC error: the database behind the proxy is unreachable (workers wait, as for an outage).
+OUTAGE_MARK = "hpsearch: database unreachable behind the proxy"
 DEFAULT_PORT = 13000
 HEARTBEAT_ATTR = "hpsearch:heartbeat"
 
@@ -64,7 +72,9 @@ def open_proxy(url: str, heartbeat_interval: int | None = None, grace_period: in
     import grpc
 
     host, port = proxy_address(url)
-    storage = _proxy_class()(host=host, port=port)
+    with warnings.catch_warnings():  # Optuna flags its gRPC client experimental; it is its documented way to scale
+        warnings.simplefilter("ignore")
+        storage = _proxy_class()(host=host, port=port)
     storage.configure_heartbeat(heartbeat_interval, grace_period, retry)
     try:
         storage.get_all_studies()  # one round trip: a missing proxy is said now, not at the first trial
@@ -87,6 +97,7 @@ def _proxy_class() -> type:
     global _PROXY_CLASS
     if _PROXY_CLASS is not None:
         return _PROXY_CLASS
+    import grpc
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages import GrpcStorageProxy
     from optuna.storages._heartbeat import BaseHeartbeat
@@ -98,6 +109,7 @@ def _proxy_class() -> type:
         _interval: int | None = None
         _grace: int | None = None
         _callback: Callable[..., None] | None = None
+        _beatless_since: dict[int, float] | None = None
 
         def configure_heartbeat(self, interval: int | None, grace: int | None, retry: bool) -> None:
             import optuna
@@ -105,26 +117,44 @@ def _proxy_class() -> type:
             from hpsearch.storage._rdb import MAX_RETRY
 
             self._interval, self._grace = interval, (grace or (2 * interval if interval else None))
-            self._callback = (optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-                              if interval and retry else None)
+            self._beatless_since = {}
+            if interval and retry:
+                retry_once = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+                def fresh_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                    # The retry copies the failed trial's system attributes: not its last beat, or it would
+                    # look stale before it beats itself.
+                    trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
+                    retry_once(study, trial)
+
+                self._callback = fresh_retry
 
         def record_heartbeat(self, trial_id: int) -> None:
             try:
                 self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-            except UpdateFinishedTrialError:
-                pass  # the trial ended between two beats
+            except (UpdateFinishedTrialError, KeyError):
+                pass  # the trial ended (or its study was deleted) between two beats
+            except grpc.RpcError as exc:  # the proxy restarting: Optuna's beat thread must not die of it
+                logger.warning("heartbeat of trial %d not sent (%s); trying again in %ss", trial_id, _status(exc),
+                               self._interval)
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
             if not self._grace:
                 return []
-            now = time.time()
-            stale = []
+            now, clock = time.time(), time.monotonic()
+            seen = self._beatless_since if self._beatless_since is not None else {}
+            stale, running = [], set()
             for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                running.add(t._trial_id)
                 last = t.system_attrs.get(HEARTBEAT_ATTR)
-                if last is None and t.datetime_start is not None:
-                    last = t.datetime_start.timestamp()
-                if last is not None and now - float(last) > self._grace:
+                if last is not None:
+                    seen.pop(t._trial_id, None)
+                    if now - float(last) > self._grace:
+                        stale.append(t._trial_id)
+                elif clock - seen.setdefault(t._trial_id, clock) > self._grace:
                     stale.append(t._trial_id)
+            for trial_id in set(seen) - running:
+                del seen[trial_id]  # it beat, or ended
             return stale
 
         def get_heartbeat_interval(self) -> int | None:
@@ -156,7 +186,10 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, t
     if is_proxy_url(storage_url):
         raise UsageError("the proxy serves a database: pass its URL (sqlite:///FILE or postgresql+psycopg://...), "
                          "not another proxy's")
-    storage = open_storage(storage_url, heartbeat_interval=None, grace_period=None, retry=False, pool_size=threads)
+    # Optuna's trial cache over the database (its docs' advice for the proxy): the workers ask for the study's
+    # trials several times per trial; without it each request reads every trial of the study.
+    storage = _OutagesMarked(optuna.storages.get_storage(open_storage(
+        storage_url, heartbeat_interval=None, grace_period=None, retry=False, pool_size=threads)))
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
             probe.bind((host, port))
@@ -169,3 +202,26 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, t
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.run_grpc_proxy_server(storage, host=host, port=port,
                                               thread_pool=ThreadPoolExecutor(max_workers=threads))
+
+
+class _OutagesMarked:
+    """The proxy's storage, whose database errors reach the workers marked as an outage (gRPC reports any server
+    exception as UNKNOWN with its text; `OUTAGE_MARK` in that text tells the workers to wait, not to fail)."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._storage, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from hpsearch.storage._rdb import STORAGE_ERRORS
+
+            try:
+                return attr(*args, **kwargs)
+            except STORAGE_ERRORS as exc:
+                raise RuntimeError(f"{OUTAGE_MARK} ({type(exc).__name__})") from exc
+
+        return call

@@ -106,7 +106,6 @@ def test_six_workers_through_the_proxy_run_exactly_the_budget(proxy: str, databa
     trials = optuna.load_study(study_name="p", storage=database).trials
     states = Counter(t.state.name for t in trials)
     assert states["COMPLETE"] == 40 and states["RUNNING"] == 0 and states["WAITING"] == 0, states
-    assert sum(int(o.rsplit("ran ", 1)[1]) for o in outputs) == 40
     assert all(t.value == t.params["x"] for t in trials if t.state.name == "COMPLETE")
     # Surplus trials (created by several workers at once after the last place went) end FAIL without running.
     started = sum(o.count("started ") for o in outputs)
