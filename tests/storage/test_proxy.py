@@ -154,3 +154,34 @@ def test_the_proxy_serves_a_database_not_another_proxy(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="not another proxy's"):
         serve("grpc://127.0.0.1:13000")
+
+
+def test_a_database_outage_behind_the_proxy_is_an_outage_for_the_workers() -> None:
+    import grpc
+    import sqlalchemy.exc
+
+    from hpsearch.storage import caused_by_storage
+    from hpsearch.storage.proxy import OUTAGE_MARK, _OutagesMarked
+
+    class Down:
+        def get_all_studies(self) -> list:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    # The proxy's side: a database error leaves the servicer with the mark in its text.
+    with pytest.raises(RuntimeError, match=OUTAGE_MARK) as raised:
+        _OutagesMarked(Down()).get_all_studies()
+
+    class Reply(grpc.RpcError):  # what a worker's client raises: gRPC's UNKNOWN with the server's exception text
+        def __init__(self, code: grpc.StatusCode, details: str) -> None:
+            self._code, self._details = code, details
+
+        def code(self) -> grpc.StatusCode:
+            return self._code
+
+        def details(self) -> str:
+            return self._details
+
+    assert caused_by_storage(Reply(grpc.StatusCode.UNKNOWN, f"Exception calling application: {raised.value}"))
+    assert caused_by_storage(Reply(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
+    assert not caused_by_storage(Reply(grpc.StatusCode.UNKNOWN, "Exception calling application: ValueError: x"))
+    assert not caused_by_storage(Reply(grpc.StatusCode.NOT_FOUND, "no such trial"))
