@@ -41,3 +41,4 @@ benchmarks: install-dev
 	$(BIN)/python benchmarks/storage.py | tee benchmarks/out/storage.md
 	$(BIN)/python benchmarks/workers_plan.py --data-dir $(DATA_DIR) | tee benchmarks/out/workers_plan.md
 	$(BIN)/python benchmarks/commands.py | tee benchmarks/out/commands.md
+	$(BIN)/python benchmarks/proxy.py | tee benchmarks/out/proxy.md
