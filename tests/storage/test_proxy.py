@@ -5,7 +5,6 @@ through the proxy) and retried, and commands that read the database say to use t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -70,7 +69,7 @@ def proxy(database: str, tmp_path: Path) -> Iterator[str]:
             assert time.time() < deadline and proc.poll() is None, "the proxy did not start"
             time.sleep(0.2)
     yield address
-    proc.send_signal(signal.SIGINT)
+    proc.terminate()  # SIGTERM, as Kubernetes stops it (SIGINT may be ignored in a job started in the background)
     proc.wait(timeout=30)
 
 
