@@ -9,10 +9,12 @@ a cache directory first; every artifact's id is its key under the prefix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -111,22 +113,24 @@ def upload(store: ArtifactStore, trial: optuna.trial.Trial | optuna.trial.Frozen
     from optuna.artifacts import upload_artifact
 
     try:
-        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
-                                      storage=storage)
+        with _bucket_errors(lambda error: f"artifact {path.name} could not be stored in the bucket ({error}); "
+                                          "check the endpoint, the credentials and the bucket"):
+            return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial, storage=storage)
     except OSError as exc:
         raise HpsearchError(f"artifact {path.name} could not be stored ({exc.strerror or exc}); free space or "
                             "fix the permissions of the artifact directory") from None
+
+
+@contextlib.contextmanager
+def _bucket_errors(message: Callable[[str], str]) -> Iterator[None]:
+    """botocore's and boto3's errors (client, connection, upload) as HpsearchError(message(their type's name));
+    other errors pass. Neither module is imported to tell."""
+    try:
+        yield
     except Exception as exc:
-        if not _is_s3_error(exc):
+        if type(exc).__module__.split(".")[0] not in ("botocore", "boto3"):
             raise
-        raise HpsearchError(f"artifact {path.name} could not be stored in the bucket ({type(exc).__name__}); check "
-                            "the endpoint, the credentials and the bucket") from None
-    return artifact_id
-
-
-def _is_s3_error(exc: BaseException) -> bool:
-    """botocore's and boto3's errors (client, connection, upload), without importing them when unused."""
-    return type(exc).__module__.split(".")[0] in ("botocore", "boto3")
+        raise HpsearchError(message(type(exc).__name__)) from None
 
 
 class _PrefixedStore:
@@ -197,16 +201,13 @@ def artifact_file(location: ArtifactLocation, artifact_id: str, cache: Path | No
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{artifact_id}.")  # one per download: no two share it
     try:
-        with store.open_reader(artifact_id) as reader, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(reader, out)
+        with _bucket_errors(lambda error: f"artifact {artifact_id} could not be read from {location} ({error}); "
+                                          "check the endpoint, the credentials and the bucket"):
+            with store.open_reader(artifact_id) as reader, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(reader, out)
         os.replace(name, path)  # a reader never sees half a file
     except ArtifactNotFound:
         return None
-    except Exception as exc:
-        if not _is_s3_error(exc):
-            raise
-        raise HpsearchError(f"artifact {artifact_id} could not be read from {location} ({type(exc).__name__}); "
-                            "check the endpoint, the credentials and the bucket") from None
     finally:
         Path(name).unlink(missing_ok=True)
     return path
@@ -242,7 +243,8 @@ def remove_artifacts(location: ArtifactLocation, artifact_ids: list[str]) -> int
 
     store = _open_bucket(location)
     removed = 0
-    try:
+    with _bucket_errors(lambda error: f"{removed} of {len(ids)} artifacts removed from {location}, then {error}; "
+                                      "run the command again once the bucket answers"):
         for artifact_id in ids:
             try:  # S3 deletes a missing key without complaint: look first, so the count is of what was there
                 store.open_reader(artifact_id).close()
@@ -250,9 +252,4 @@ def remove_artifacts(location: ArtifactLocation, artifact_ids: list[str]) -> int
                 continue
             store.remove(artifact_id)
             removed += 1
-    except Exception as exc:
-        if not _is_s3_error(exc):
-            raise
-        raise HpsearchError(f"{removed} of {len(ids)} artifacts removed from {location}, then {type(exc).__name__}; "
-                            "run the command again once the bucket answers") from None
     return removed
