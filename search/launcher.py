@@ -62,7 +62,9 @@ def existing_spec(study: str, storage_url: str | None) -> dict[str, Any] | None:
     from hpsearch.storage.queries import make_engine, study_attrs
 
     url = resolve_url(storage_url)
-    if url.startswith("grpc://"):  # through an `hpsearch proxy`: the database is the proxy's to read
+    from hpsearch.storage.proxy import is_proxy_url
+
+    if is_proxy_url(url):  # through an `hpsearch proxy`: the database is the proxy's to read
         from hpsearch.storage.proxy import open_proxy
 
         return stored_spec(open_proxy(url), study)

@@ -69,7 +69,9 @@ class StudyService:
         url = resolve_url(storage_url)
         check_study_name(name)
         with storage_errors_as_messages(url):
-            if url.startswith("grpc://"):  # an `hpsearch proxy`: through Optuna's client
+            from hpsearch.storage.proxy import is_proxy_url
+
+            if is_proxy_url(url):  # an `hpsearch proxy`: through Optuna's client
                 from hpsearch.storage import load_study_read_only
 
                 study = load_study_read_only(name, url)

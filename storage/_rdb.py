@@ -252,7 +252,9 @@ def open_storage(url: str | None = None, heartbeat_interval: int | None = DEFAUL
     import sqlalchemy.exc
 
     url = resolve_url(url)
-    if url.startswith("grpc://"):
+    from hpsearch.storage.proxy import is_proxy_url
+
+    if is_proxy_url(url):
         from hpsearch.storage.proxy import open_proxy
 
         return open_proxy(url, heartbeat_interval, grace_period, retry)
@@ -303,7 +305,9 @@ def open_storage_read_only(url: str | None = None) -> optuna.storages.RDBStorage
     import sqlalchemy.exc
 
     url = resolve_url(url)
-    if url.startswith("grpc://"):  # what the proxy serves; it never changes anything by itself
+    from hpsearch.storage.proxy import is_proxy_url
+
+    if is_proxy_url(url):  # what the proxy serves; it never changes anything by itself
         from hpsearch.storage.proxy import open_proxy
 
         return open_proxy(url)

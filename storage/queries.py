@@ -62,7 +62,9 @@ def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
     import sqlalchemy.exc
 
     url = resolve_url(url)
-    if url.startswith("grpc://"):
+    from hpsearch.storage.proxy import is_proxy_url
+
+    if is_proxy_url(url):
         raise UsageError(f"{url} is an `hpsearch proxy`, which serves workers; this command reads the database "
                          "itself: pass the database's URL (the one the proxy was started with)")
     check_shareable(url)
