@@ -30,6 +30,18 @@ CommandType = Callable[[argparse.Namespace], int]
 STORAGE_HELP = "database URL (default: $HPSEARCH_STORAGE, else $OPTUNA_STORAGE, else sqlite:///hpsearch.db)"
 
 
+def stop_on_sigterm() -> None:
+    """A server stops on SIGTERM as on Ctrl-C, whatever it inherited: as a container's first process (where a signal
+    left at its default is dropped) or started with SIGTERM ignored, `kill` and a pod's end would otherwise leave it
+    running until SIGKILL."""
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def add_command(subparsers: Subparsers, name: str, func: CommandType, help_text: str,
                 examples: str) -> argparse.ArgumentParser:
     """Adds the parser of one command, whose one-line help is also its description, with examples as epilog."""

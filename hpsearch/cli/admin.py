@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from hpsearch.cli._common import ARTIFACTS_HELP, add_command, add_storage_arg, add_study_arg, make_console
+from hpsearch.cli._common import (ARTIFACTS_HELP, add_command, add_storage_arg, add_study_arg, make_console,
+                                  stop_on_sigterm)
 from hpsearch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         console.print(f"optuna-dashboard for {mask_url(url)} at http://{host}:{args.port}/ (Ctrl-C to stop)",
                       markup=False)
 
+    stop_on_sigterm()
     serve(url, args.host, args.port, args.artifacts, on_listening=announce)
     return 0
 
@@ -79,6 +81,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         # One unwrapped line, flushed: a supervisor reading a pipe sees the address now, not when the proxy stops.
         print(f"proxy for {mask_url(url)} at {address}: workers use --storage {address} (Ctrl-C to stop)", flush=True)
 
+    stop_on_sigterm()
     try:
         serve(url, args.host, args.port, args.threads, on_listening=announce)
     except KeyboardInterrupt:

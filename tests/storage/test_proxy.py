@@ -53,8 +53,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def proxy(database: str, tmp_path: Path) -> Iterator[str]:
     optuna.create_study(study_name="p", storage=database)
     port = free_port()
+    # Started with SIGTERM ignored, as some supervisors and CI runners hand it down (and as a container's first
+    # process effectively has it): the proxy must still stop on SIGTERM, checked at the end.
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch", "proxy", "--storage", database, "--port", str(port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ignore_sigterm)
     address = f"grpc://127.0.0.1:{port}"
     lines = _lines_until(proc, address, timeout=60)
     assert address in lines[-1], "".join(lines)
@@ -69,8 +72,20 @@ def proxy(database: str, tmp_path: Path) -> Iterator[str]:
             assert time.time() < deadline and proc.poll() is None, "the proxy did not start"
             time.sleep(0.2)
     yield address
-    proc.terminate()  # SIGTERM, as Kubernetes stops it (SIGINT may be ignored in a job started in the background)
-    proc.wait(timeout=30)
+    proc.terminate()  # SIGTERM, as Kubernetes stops it
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the proxy did not stop within 30 s of SIGTERM")
+    assert proc.returncode == 0 and "proxy stopped" in out, out
+
+
+def _ignore_sigterm() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _lines_until(proc: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
