@@ -127,6 +127,9 @@ def main() -> int:
                       f"{r['running']} | {r['errors']} | {watch.most} | {opened} | {r['seconds']:.1f} | "
                       f"{r['tps']:.1f} |",
                       flush=True)
+                if r["fail_reasons"]:
+                    print(f"\nFAIL reasons ({via}, {workers}): "
+                          + "; ".join(f"{n} x {reason}" for reason, n in r["fail_reasons"].items()) + "\n")
                 if r["first_error"]:
                     print(f"\nfirst error ({via}, {workers}): {r['first_error']}\n")
     finally:

@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +75,21 @@ def load_run(url: str, workers: int, budget: int, name: str, worker_url: str | N
         errs.append(errors.get())
     errs += [f"exit code {p.exitcode}" for p in procs if p.exitcode != 0]
     numbers = sorted(t.number for t in trials)
+    reasons = Counter(t.user_attrs.get("fail_reason", "no reason recorded").split(";")[0]
+                      for t in trials if t.state == TrialState.FAIL)
     return {"workers": workers, "complete": sum(t.state == TrialState.COMPLETE for t in trials),
             "other": sum(t.state != TrialState.COMPLETE for t in trials),
             "running": sum(t.state == TrialState.RUNNING for t in trials),
             "numbers_ok": numbers == list(range(len(trials))), "errors": len(errs), "seconds": seconds,
-            "tps": budget / seconds, "first_error": errs[0] if errs else ""}
+            "tps": budget / seconds, "first_error": errs[0] if errs else "",
+            "fail_reasons": {_shape(r): n for r, n in reasons.items()}}
+
+
+def _shape(reason: str) -> str:
+    """A FAIL reason with its trial numbers taken out, so that reasons of one kind count together."""
+    import re
+
+    return re.sub(r"\b(trial|trials) \d+", r"\1 N", re.sub(r"its \d+ trials", "its N trials", reason))
 
 
 DISTS = {f"p{i}": (IntDistribution(1, 512) if i % 3 == 0 else FloatDistribution(1e-5, 1.0, log=True) if i % 3 == 1

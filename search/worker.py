@@ -206,14 +206,18 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     so that their retries run here. `gc_after_trial` (a full collection, ~50 ms) frees what a Keras trial
     leaves behind; cheap objectives can turn it off.
     """
-    from hpsearch.search.budget import check_budget
+    from hpsearch.search.budget import BudgetReached, check_budget
     from hpsearch.storage.locks import StudyLock
 
     lock = StudyLock(study)
 
     def guarded(trial: optuna.trial.Trial) -> float:
         lock.release()  # the trial exists: others may create theirs
-        check_budget(study, trial, budget)  # the safety net for storages without a lock
+        try:
+            check_budget(study, trial, budget)  # the safety net for storages without a lock
+        except BudgetReached as exc:
+            trial.set_user_attr("fail_reason", str(exc))  # `trials` and the dashboard say why it ended FAIL
+            raise
         return objective(trial)
 
     ran = 0

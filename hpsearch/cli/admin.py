@@ -6,8 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from hpsearch.cli._common import (ARTIFACTS_HELP, add_command, add_storage_arg, add_study_arg, make_console,
-                                  stop_on_sigterm)
+from hpsearch.cli._common import (
+    ARTIFACTS_HELP,
+    add_command,
+    add_storage_arg,
+    add_study_arg,
+    make_console,
+    stop_on_sigterm,
+)
 from hpsearch.errors import UsageError
 
 if TYPE_CHECKING:
