@@ -180,3 +180,21 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(storage_
     assert fail_orphaned_trials(plain) == []
     # `fresh` has now gone without a heartbeat for longer than the grace period, on this process's clock.
     assert fail_orphaned_trials(study) == [fresh.number]
+
+
+def test_a_surplus_trial_fails_unrun_and_says_why() -> None:
+    import time
+
+    from hpsearch.search.worker import run_trials
+
+    # A storage without the study lock (in memory): another worker's trial 0 runs, and trial 1 was queued past a
+    # budget of 1 (as several workers creating trials at once can). Trial 1 must not run, and must say why.
+    study = optuna.create_study()
+    study.ask()
+    study.enqueue_trial({"x": 0.5})
+    ran: list[int] = []
+    run_trials(study, 1, lambda t: ran.append(t.number) or t.suggest_float("x", 0, 1), deadline=time.time() + 1,
+               gc_after_trial=False)
+    surplus = study.get_trials()[1]
+    assert ran == [] and surplus.state == TrialState.FAIL
+    assert surplus.user_attrs["fail_reason"] == "the study already has its 1 trials; trial 1 was not run"
