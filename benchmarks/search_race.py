@@ -198,7 +198,11 @@ def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> None:
         if t.datetime_complete is None:
             continue
         rows.append({"t": round(t.datetime_complete.timestamp() - t0, 2), "state": t.state.name,
-                     "value": t.value, "test": t.user_attrs.get("test_accuracy")})
+                     "value": t.value, "test": t.user_attrs.get("test_accuracy"),
+                     # where a trial's time goes (BENCHMARKS.md, "what a trial costs outside fit")
+                     "start": round(t.datetime_start.timestamp() - t0, 2) if t.datetime_start else None,
+                     "train_seconds": t.user_attrs.get("train_seconds"),
+                     "test_seconds": t.user_attrs.get("test_seconds")})
     rows.sort(key=lambda r: r["t"])
     events.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
