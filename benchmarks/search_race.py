@@ -292,14 +292,15 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace
             vs = [v for _, v in s["curve"]] + [s["curve"][-1][1]]
             ax.step(ts, vs, where="post", color=COLOURS.get(method), linestyle=styles[i % len(styles)],
                     label=f"{method} seed {seed}", linewidth=1.6)
-    for level in args.levels:
-        ax.axhline(level, color="grey", linewidth=0.8)
-        ax.text(0.1, level, f" {level:.1%}", va="bottom", color="grey")
     for at in args.report_at[:-1]:
         ax.axvline(at / 60, color="grey", linewidth=0.6, linestyle=":")
     values = [v for by_seed in results.values() for s in by_seed.values() for _, v in s["curve"]]
     high = min(1.0, max(values, default=max(args.levels)) + 0.003)
-    ax.set_ylim(max(min(values, default=high - 0.05), high - 0.05), high)  # lower values clip
+    low = max(min(values, default=high - 0.05) - 0.002, high - 0.05)  # lower values clip
+    ax.set_ylim(low, high)
+    for level in (level for level in args.levels if low <= level <= high):  # a label outside would widen the figure
+        ax.axhline(level, color="grey", linewidth=0.8)
+        ax.text(0.1, level, f" {level:.1%}", va="bottom", color="grey")
     ax.set_xlim(0, budget / 60)
     ax.set_xlabel("minutes since the method started")
     ax.set_ylabel("best validation accuracy so far")
