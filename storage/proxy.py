@@ -112,22 +112,12 @@ def _proxy_class() -> type:
         _beatless_since: dict[int, float] | None = None
 
         def configure_heartbeat(self, interval: int | None, grace: int | None, retry: bool) -> None:
-            import optuna
-
             from hpsearch.storage._rdb import MAX_RETRY
 
             self._interval, self._grace = interval, (grace or (2 * interval if interval else None))
             self._beatless_since = {}
             if interval and retry:
-                retry_once = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-
-                def fresh_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-                    # The retry copies the failed trial's system attributes: not its last beat, or it would
-                    # look stale before it beats itself.
-                    trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
-                    retry_once(study, trial)
-
-                self._callback = fresh_retry
+                self._callback = _fresh_retry(MAX_RETRY)
 
         def record_heartbeat(self, trial_id: int) -> None:
             try:
@@ -141,21 +131,10 @@ def _proxy_class() -> type:
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
             if not self._grace:
                 return []
-            now, clock = time.time(), time.monotonic()
-            seen = self._beatless_since if self._beatless_since is not None else {}
-            stale, running = [], set()
-            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                running.add(t._trial_id)
-                last = t.system_attrs.get(HEARTBEAT_ATTR)
-                if last is not None:
-                    seen.pop(t._trial_id, None)
-                    if now - float(last) > self._grace:
-                        stale.append(t._trial_id)
-                elif clock - seen.setdefault(t._trial_id, clock) > self._grace:
-                    stale.append(t._trial_id)
-            for trial_id in set(seen) - running:
-                del seen[trial_id]  # it beat, or ended
-            return stale
+            if self._beatless_since is None:
+                self._beatless_since = {}
+            running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            return _stale_trial_ids(running, self._grace, self._beatless_since)
 
         def get_heartbeat_interval(self) -> int | None:
             return self._interval
@@ -165,6 +144,40 @@ def _proxy_class() -> type:
 
     _PROXY_CLASS = ProxyStorage
     return ProxyStorage
+
+
+def _fresh_retry(max_retry: int) -> Callable[..., None]:
+    """Optuna's retry of a stale trial, minus the failed trial's last beat: the retry copies its system attributes,
+    and with the old beat it would look stale before it beats itself."""
+    import optuna
+
+    retry_once = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def fresh_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
+        retry_once(study, trial)
+
+    return fresh_retry
+
+
+def _stale_trial_ids(running: list[Any], grace: float, beatless_since: dict[int, float]) -> list[int]:
+    """The running trials whose last beat (wall clock, written by their worker) is older than `grace`, and those
+    that never beat for `grace` seconds of this process's monotonic clock (`beatless_since`, updated here: another
+    machine's clock never ages a trial that has not beaten)."""
+    now, clock = time.time(), time.monotonic()
+    stale, ids = [], set()
+    for t in running:
+        ids.add(t._trial_id)
+        last = t.system_attrs.get(HEARTBEAT_ATTR)
+        if last is not None:
+            beatless_since.pop(t._trial_id, None)
+            if now - float(last) > grace:
+                stale.append(t._trial_id)
+        elif clock - beatless_since.setdefault(t._trial_id, clock) > grace:
+            stale.append(t._trial_id)
+    for trial_id in set(beatless_since) - ids:
+        del beatless_since[trial_id]  # it beat, or ended
+    return stale
 
 
 def serve(storage_url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 16,
