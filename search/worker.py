@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from hpsearch.errors import HpsearchError, UsageError
 
@@ -34,6 +34,7 @@ _RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
 WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for each worker it starts
 PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 class StudyStopped(HpsearchError):
@@ -178,21 +179,29 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     from hpsearch.storage import (
         DEFAULT_GRACE_PERIOD,
         DEFAULT_HEARTBEAT_INTERVAL,
+        STORAGE_OUTAGE_SECONDS,
+        mask_url,
         open_storage,
         resolve_url,
     )
     from hpsearch.storage.artifacts import artifact_location, open_artifact_store
 
     url = resolve_url(storage_url)
-    storage = open_storage(url, heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
-                           grace_period or DEFAULT_GRACE_PERIOD)
-    study, spec = open_study(study_name, storage)
+
+    def join() -> tuple[optuna.Study, StudySpec]:
+        return open_study(study_name, open_storage(url, heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
+                                                   grace_period or DEFAULT_GRACE_PERIOD))
+
+    # A worker (re)started while the database restarts (a supervisor, a recycled process, a pod) waits for it.
+    study, spec = through_outage(join, f"cannot reach the storage {mask_url(url)}: waiting up to "
+                                       f"{STORAGE_OUTAGE_SECONDS:.0f}s for it (check the URL if it never answers)")
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback
 
-    ran = run_trials(study, spec.trials, objective, _deadline(study, spec), recycle,
+    deadline = through_outage(lambda: _deadline(study, spec))
+    ran = run_trials(study, spec.trials, objective, deadline, recycle,
                      on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec), breaker.callback])
     return ran_before + ran
 
@@ -299,6 +308,21 @@ def _wait_for_storage(exc: Exception, since: float | None) -> float:
     logger.warning("storage unreachable (%s); retrying in %.0fs", type(exc).__name__, STORAGE_RETRY_SECONDS)
     time.sleep(STORAGE_RETRY_SECONDS)
     return since
+
+
+def through_outage(action: Callable[[], T], first_message: str = "") -> T:
+    """`action()`, retried while the storage is unreachable (up to STORAGE_OUTAGE_SECONDS); other errors go up.
+    `first_message` is logged once when the outage begins."""
+    from hpsearch.storage import caused_by_storage
+
+    since: float | None = None
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if since is None and first_message and caused_by_storage(exc):
+                logger.warning("%s", first_message)
+            since = _wait_for_storage(exc, since)
 
 
 def _recycle(ran: int) -> None:

@@ -148,6 +148,39 @@ def test_launcher_and_its_workers_survive_a_server_restart(postgres_server, tmp_
     assert f"{trials} complete" in out
 
 
+def test_a_worker_started_while_the_server_is_down_waits_for_it(postgres_server, tmp_path) -> None:
+    """A worker (re)started during a restart (a supervisor's restart, a recycled process, a pod) joins once the
+    database is back instead of exiting."""
+    import os
+    import subprocess
+    import sys
+
+    from hpsearch.cli import main
+
+    (tmp_path / "tiny.py").write_text(TINY_BUILDER)
+    url = postgres_server.create_database()
+    assert main(["create", "--storage", url, "--study", "late", "--model", str(tmp_path / "tiny.py") + ":build",
+                 "--dataset", "mnist-sample", "--train-size", "300", "--epochs", "1", "--trials", "2",
+                 "--pruner", "none"]) == 0
+    postgres_server.stop_server("fast")
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", "--study", "late", "--storage", url,
+                                   "--artifacts", str(tmp_path / "art")],
+                                  cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=out,
+                                  stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while "storage unreachable" not in log.read_text() and worker.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        postgres_server.start_server()
+        code = worker.wait(timeout=300)
+    text = log.read_text()
+    assert "storage unreachable" in text and code == 0, text[-3000:]
+    assert "cannot reach the storage postgresql+psycopg://postgres@127.0.0.1" in text and "waiting up to" in text
+    states = [t.state for t in optuna.load_study(study_name="late", storage=url).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE]
+
+
 def _complete_in(url: str, name: str) -> int:
     study = optuna.load_study(study_name=name, storage=url)
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
@@ -190,9 +223,13 @@ def test_chaos_killed_workers_and_a_server_restart_lose_nothing(postgres_server,
          "--workers", "1", "--artifacts", str(tmp_path / "art"), *timing],
         cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
+    logs = []
+
     def start_worker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", "--study", "chaos", *timing],
-                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        logs.append(tmp_path / f"hand-{len(logs)}.log")
+        with logs[-1].open("w") as log:
+            return subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", "--study", "chaos", *timing],
+                                    cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -249,7 +286,7 @@ def test_chaos_killed_workers_and_a_server_restart_lose_nothing(postgres_server,
     assert restarted and sum(kills.values()) >= 3, kills
     assert launcher.returncode == 0, out[-3000:]
     assert "Traceback" not in out
-    assert codes == [0, 0]
+    assert codes == [0, 0], "\n\n".join(f"{log.name}:\n{log.read_text()[-1500:]}" for log in logs)
     assert states.count(TrialState.COMPLETE) == trials
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states
     for t in all_trials:
