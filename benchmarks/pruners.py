@@ -11,13 +11,14 @@ fidelity and no pruning, each deciding as it would in a search, with its false-p
    pruner says so. The sampler is out of the picture (random order = random search), so the pruners differ only
    in what they stop. Per pruner, median over the orders:
    - training time spent on all configurations (each epoch costs what it measured, the fraction epoch what it
-     measured), and the best value found;
+     measured), and the best value found (as in hpsearch, a trial's last epoch is never pruned);
    - at a budget of a quarter and of half the time that training every configuration to the end takes: the best
      value among the configurations it completed within it (what a time-limited search keeps);
    - false prunes: pruned configurations whose full value ranks in the top quarter of all of them, and how often
      the single best configuration was pruned.
 
-Run:  .venv/bin/python benchmarks/pruners.py --data-dir ../shared/datasets/mnist [--configs 16] [--train-size 12000]
+Run:  .venv/bin/python benchmarks/pruners.py [--dataset mnist|fashion-mnist] [--data-dir DIR] [--configs 16]
+      [--train-size 12000]
       [--epochs 3] [--fraction 0.25] [--orders 500] [--replay-only]
 Prints Markdown; curves and replay figures in benchmarks/results/pruners/<setting>/.
 """
@@ -67,7 +68,7 @@ def train_curves(args: argparse.Namespace, path: Path) -> list[dict[str, Any]]:
     configs = draw_configs(args.configs, args.seed)
     if len(records) >= len(configs):
         return records[:len(configs)]
-    data = load_dataset("mnist", args.data_dir, args.train_size, 0.1, args.seed)
+    data = load_dataset(args.dataset, args.data_dir, args.train_size, 0.1, args.seed)
     part = replace(data, x_train=data.x_train[:int(len(data.x_train) * args.fraction)],
                    y_train=data.y_train[:int(len(data.y_train) * args.fraction)])
     builder = get_builder("cnn", data.input_shape, data.num_classes)
@@ -122,7 +123,7 @@ def replay(records: list[dict[str, Any]], pruner_name: str, order: list[int], ep
         for step, (value, epoch_cost) in enumerate(steps, start=1):
             cost += epoch_cost
             trial.report(value, step)
-            if pruner_name != "none" and trial.should_prune():
+            if pruner_name != "none" and step < len(steps) and trial.should_prune():  # hpsearch keeps a last epoch
                 pruned = True
                 break
         if pruned:
@@ -153,6 +154,10 @@ def score(runs: list[list[dict[str, Any]]], records: list[dict[str, Any]], epoch
         got = [v for v in values if v is not None]
         return statistics.median(got) if got else None
 
+    def mean(values: list[float | None]) -> float | None:
+        got = [v for v in values if v is not None]
+        return statistics.mean(got) if got else None
+
     pruned = [sum(t["pruned"] for t in run) for run in runs]
     false = [sum(t["pruned"] and t["full"] >= top_quarter for t in run) for run in runs]
     return {
@@ -160,6 +165,9 @@ def score(runs: list[list[dict[str, Any]]], records: list[dict[str, Any]], epoch
         "best_found": median([max((t["full"] for t in run if not t["pruned"]), default=None) for run in runs]),
         "best_at_quarter": median([best_within(run, full_cost / 4) for run in runs]),
         "best_at_half": median([best_within(run, full_cost / 2) for run in runs]),
+        "mean_at_quarter": mean([best_within(run, full_cost / 4) for run in runs]),
+        "mean_at_half": mean([best_within(run, full_cost / 2) for run in runs]),
+        "top_at_half": sum(best_within(run, full_cost / 2) == finals[0] for run in runs) / len(runs),
         "pruned": median(pruned),
         "false_prunes": median(false),
         "false_prune_rate": sum(false) / max(1, sum(pruned)),
@@ -204,13 +212,15 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, out: Path) -
     print(f"{len(records)} configurations, {args.epochs} epochs on {args.train_size} images, {args.orders} orders; "
           f"best {max(finals):.4f}, top-quarter bar {results['none']['top_quarter_bar']:.4f}\n")
     full = sum(r["seconds"] for r in records) / 60
-    print("| pruner | training minutes (all configs) | best found | best within 1/4 of the time | within 1/2 | pruned "
-          "| false prunes (top quarter) | false-prune rate | best config pruned |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| pruner | training minutes (all configs) | best found | best within 1/4 of the time (mean) | within 1/2 "
+          "(mean) | best config found within 1/2 | pruned | false prunes (top quarter) | false-prune rate | best "
+          "config pruned |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results.items():
         print(f"| {name} | {s['minutes_spent']:.1f} of {full:.1f} | {fmt(s['best_found'])} | "
-              f"{fmt(s['best_at_quarter'])} | {fmt(s['best_at_half'])} | {s['pruned']:.0f} | {s['false_prunes']:.0f} "
-              f"| {s['false_prune_rate']:.0%} | {s['best_pruned_share']:.0%} of orders |")
+              f"{fmt(s['best_at_quarter'])} ({fmt(s['mean_at_quarter'])}) | {fmt(s['best_at_half'])} "
+              f"({fmt(s['mean_at_half'])}) | {s['top_at_half']:.0%} of orders | {s['pruned']:.0f} | "
+              f"{s['false_prunes']:.0f} | {s['false_prune_rate']:.0%} | {s['best_pruned_share']:.0%} of orders |")
     signals = {"fraction epoch": [r["fraction_value"] for r in records]}
     for e in range(1, args.epochs):
         signals[f"epoch {e}"] = [r["curve"][min(e, len(r["curve"])) - 1] for r in records]
@@ -223,7 +233,9 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, out: Path) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
+    parser.add_argument("--data-dir", help="the dataset's files (default: ../shared/datasets/mnist for mnist, "
+                        "hpsearch's own search path for fashion-mnist)")
     parser.add_argument("--configs", type=int, default=16)
     parser.add_argument("--train-size", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=3)
@@ -233,11 +245,13 @@ def main() -> None:
     parser.add_argument("--replay-only", action="store_true", help="train nothing: replay what is recorded")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pruners"))
     args = parser.parse_args()
-    out = Path(args.out) / f"mnist-{args.train_size}-e{args.epochs}-f{args.fraction:g}-s{args.seed}"
+    if args.data_dir is None and args.dataset == "mnist":
+        args.data_dir = str(ROOT.parent / "shared" / "datasets" / "mnist")
+    out = Path(args.out) / f"{args.dataset}-{args.train_size}-e{args.epochs}-f{args.fraction:g}-s{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     path = out / "curves.json"
     if args.replay_only:
-        records = json.loads(path.read_text())
+        records = json.loads(path.read_text())[:args.configs]  # the first --configs: the same draw as then
     else:
         records = train_curves(args, path)
     report(records, args, out)
