@@ -12,7 +12,7 @@ the recompute's share of the epoch's other work (the same run's epoch seconds mi
 changes between the two runs does not enter the share). Epoch 1 includes tracing and Keras's first eager calls;
 the last epoch is the steady state a longer trial pays.
 
-Run: .venv/bin/python benchmarks/precise_bn.py --data-dir ../shared/datasets/mnist [--sizes 2000,12000]
+Run: .venv/bin/python benchmarks/precise_bn.py [--dataset mnist|fashion-mnist] [--data-dir DIR] [--sizes 2000,12000]
      [--models cnn,resnet-blocks,resnet50] [--samples 2048] [--epochs 2] [--heavy-max-size 2000]
 Prints Markdown.
 """
@@ -94,7 +94,9 @@ def compare(model_name: str, size: int, data: Any, epochs: int, samples: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
+    parser.add_argument("--data-dir", help="the dataset's files (default: ../shared/datasets/mnist for mnist, "
+                        "hpsearch's own search path for fashion-mnist)")
     parser.add_argument("--sizes", default="2000,12000",
                         help="training-set sizes before the 10%% validation split, comma-separated")
     parser.add_argument("--models", default="cnn,resnet-blocks,resnet50")
@@ -112,11 +114,13 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from hpsearch.datasets import load_dataset
 
+    if args.data_dir is None and args.dataset == "mnist":
+        args.data_dir = str(ROOT.parent / "shared" / "datasets" / "mnist")
     sizes = [int(s) for s in args.sizes.split(",")]
     models = args.models.split(",")
     print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
           f"load average at start {os.getloadavg()[0]:.2f}\n")
-    print(f"Precise BN over at most {args.samples} training images (column \"sample\"), batch 128, "
+    print(f"{args.dataset}; precise BN over at most {args.samples} training images (column \"sample\"), batch 128, "
           f"{args.epochs} epoch(s), seed 0.\n")
     print("| model | train images (size) | sample | epoch | val acc, moving stats | val acc, precise BN | recompute s "
           "| epoch s without / with | recompute share | same training |")
@@ -124,7 +128,7 @@ def main() -> None:
     skipped = []
     start = time.perf_counter()
     for size in sizes:
-        data = load_dataset("mnist", args.data_dir, size, 0.1, 0)
+        data = load_dataset(args.dataset, args.data_dir, size, 0.1, 0)
         for name in models:
             if name in HEAVY_MODELS and size > args.heavy_max_size:
                 skipped.append(f"{name} at {size}")
