@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 def _start(tmp_path: Path, study: str) -> tuple[subprocess.Popen[str], str]:
+    # 200 epochs of about a second each: the trial seen running is still running when the signal lands (with 12
+    # epochs a fast machine finished it in the moment between the test seeing it and the signal).
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     cmd = [sys.executable, "-m", "hpsearch", "run", "--study", study, "--model", "resnet4", "--dataset",
-           "mnist-sample", "--train-size", "1500", "--epochs", "12", "--set", "patience=10", "--trials", "2",
+           "mnist-sample", "--train-size", "1500", "--epochs", "200", "--set", "patience=200", "--trials", "2",
            "--workers", "1", "--pruner", "none", "--storage", url]
     # Its own session: a signal sent here reaches the launcher alone, never the test's process group. The default
     # dispositions, as in a terminal: a test run started under nohup (or `cmd &`) would hand SIGHUP (or SIGINT)
