@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.search.resources import LEARNING_SAMPLERS, WORKER_MEMORY_GB, Plan, plan, single_thread_cost
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from hpsearch.search.preflight import Checked
+    from hpsearch.storage import Outage
     from hpsearch.storage.artifacts import ArtifactLocation
 
 POLL_SECONDS = 1.0
-T = TypeVar("T")
 # Fields a joining spec must agree on with the stored one: otherwise trials would not be comparable.
 IDENTITY_FIELDS = ("model", "dataset", "metric", "direction", "objectives", "train_size", "validation_split",
                    "epochs")
@@ -439,11 +439,12 @@ def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.P
     from hpsearch.search.breaker import describe, stop_reason
     from hpsearch.search.worker import StudyStopped
 
-    stopped = _through_outage(lambda: stop_reason(study), console)
+    outage = _outage(console, during_progress=False)
+    stopped = outage.wait_out(lambda: stop_reason(study))
     if stopped:
         _stop_workers(procs)
         raise StudyStopped(describe(stopped, spec.study))
-    final = _through_outage(lambda: measure(study, spec, workers), console)
+    final = outage.wait_out(lambda: measure(study, spec, workers))
     if final.done < spec.trials and not spec.timeout:
         raise HpsearchError(f"the workers stopped with {final.done}/{spec.trials} trials done; see the logs in "
                             f"{log_dir}")
@@ -505,7 +506,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
     from hpsearch.storage import caused_by_storage, fail_orphaned_trials
 
     respawns, failed_seen = 0, -1
-    display, outage = _Display(spec, console, live), _Outage(console)
+    display, outage = _Display(spec, console, live), _outage(console, during_progress=True)
     exited: list[tuple[int, int]] = []  # (worker, exit code) reaped but not yet respawned
     while procs or exited:
         try:
@@ -564,34 +565,21 @@ class _Display:
             self.last = line.split("] ", 1)[1]
 
 
-class _Outage:
-    """A storage outage as the launcher lives it: one line when it starts, one when it ends; it gives up after the
-    workers' own limit."""
+def _outage(console: Console, during_progress: bool) -> Outage:
+    """A storage outage as the launcher lives it: a line on its console when it begins and when it ends; it gives
+    up after the workers' own limit."""
+    from hpsearch.storage import Outage
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.since: float | None = None
+    def announce(exc: BaseException) -> None:
+        waiting = "progress paused; the workers wait for it" if during_progress else "waiting for it"
+        console.print(f"[yellow]storage unreachable ({type(exc).__name__}): {waiting}[/]", highlight=False)
 
-    def failed(self, exc: Exception) -> None:
-        """Re-raises `exc` unless the storage is unreachable; raises HpsearchError once that lasts too long."""
-        from hpsearch.storage import STORAGE_OUTAGE_SECONDS, caused_by_storage
+    def back(seconds: float) -> None:
+        console.print(f"storage back after {seconds:.0f}s{'; progress resumes' if during_progress else ''}",
+                      highlight=False)
 
-        if not caused_by_storage(exc):
-            raise exc
-        if self.since is None:
-            self.since = time.monotonic()
-            self.console.print(f"[yellow]storage unreachable ({type(exc).__name__}): progress paused; the workers "
-                               "wait for it[/]", highlight=False)
-        waited = time.monotonic() - self.since
-        if waited > STORAGE_OUTAGE_SECONDS:
-            raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up (the workers give "
-                                "up too; run the same command again once the database is back)") from None
-
-    def answered(self) -> None:
-        if self.since is not None:
-            self.console.print(f"storage back after {time.monotonic() - self.since:.0f}s; progress resumes",
-                               highlight=False)
-            self.since = None
+    return Outage(announce, back, advice="the workers give up too; run the same command again once the database "
+                                         "is back")
 
 
 def _reap(procs: dict[int, subprocess.Popen[bytes]], log_dir: Path, console: Console) -> list[tuple[int, int]]:
@@ -606,24 +594,3 @@ def _reap(procs: dict[int, subprocess.Popen[bytes]], log_dir: Path, console: Con
         if code != 0:
             console.print(f"[yellow]worker {i} exited with code {code}; see {log_dir}/worker-{i}.log[/]")
     return exited
-
-
-def _through_outage(read: Callable[[], T], console: Console) -> T:
-    """`read()`, retried while the storage is unreachable, up to the workers' outage limit."""
-    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, STORAGE_RETRY_SECONDS, caused_by_storage
-
-    since: float | None = None
-    while True:
-        try:
-            return read()
-        except Exception as exc:
-            if not caused_by_storage(exc):
-                raise
-            if since is None:
-                since = time.monotonic()
-                console.print(f"[yellow]storage unreachable ({type(exc).__name__}): waiting for it[/]",
-                              highlight=False)
-            if time.monotonic() - since > STORAGE_OUTAGE_SECONDS:
-                raise HpsearchError(f"the storage has been unreachable for {STORAGE_OUTAGE_SECONDS:.0f}s; giving "
-                                    "up (run the same command again once the database is back)") from None
-            time.sleep(STORAGE_RETRY_SECONDS)

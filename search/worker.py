@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from hpsearch.errors import HpsearchError, UsageError
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import optuna
 
     from hpsearch.search.spec import StudySpec
+    from hpsearch.storage import Outage
     from hpsearch.storage.locks import StudyLock
 
 logger = logging.getLogger("hpsearch")
@@ -34,7 +35,6 @@ _RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
 WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for each worker it starts
 PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
 _PR_SET_PDEATHSIG = 1
-T = TypeVar("T")
 
 
 class StudyStopped(HpsearchError):
@@ -193,14 +193,15 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
                                                    grace_period or DEFAULT_GRACE_PERIOD))
 
     # A worker (re)started while the database restarts (a supervisor, a recycled process, a pod) waits for it.
-    study, spec = through_outage(join, f"cannot reach the storage {mask_url(url)}: waiting up to "
-                                       f"{STORAGE_OUTAGE_SECONDS:.0f}s for it (check the URL if it never answers)")
+    starting = worker_outage(f"cannot reach the storage {mask_url(url)}; waiting up to {STORAGE_OUTAGE_SECONDS:.0f}s "
+                             "for it (check the URL if it never answers)")
+    study, spec = starting.wait_out(join)
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback
 
-    deadline = through_outage(lambda: _deadline(study, spec))
+    deadline = worker_outage().wait_out(lambda: _deadline(study, spec))
     ran = run_trials(study, spec.trials, objective, deadline, recycle,
                      on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec), breaker.callback])
     return ran_before + ran
@@ -229,20 +230,21 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
             raise
         return objective(trial)
 
-    ran = 0
-    outage_since: float | None = None
+    def step() -> str:
+        try:
+            return _step(study, budget, lock, guarded, gc_after_trial, callbacks)
+        except Exception:
+            lock.release()
+            raise
+
+    # A trial whose result could not be stored stays RUNNING until its heartbeat is stale, then is retried.
+    ran, outage = 0, worker_outage()
     try:
         while deadline is None or time.time() < deadline:
-            try:
-                step = _step(study, budget, lock, guarded, gc_after_trial, callbacks)
-                outage_since = None
-            except Exception as exc:
-                lock.release()
-                outage_since = _wait_for_storage(exc, outage_since)
-                continue
-            if step == "done":
+            step_taken = outage.wait_out(step)
+            if step_taken == "done":
                 break
-            if step == "ran":
+            if step_taken == "ran":
                 ran += 1
                 if recycle and ran >= recycle and on_recycle is not None:
                     lock.close()
@@ -288,41 +290,14 @@ def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable
     return "ran"
 
 
-def _wait_for_storage(exc: Exception, since: float | None) -> float:
-    """Re-raises `exc` unless the database went away (restart, dropped connections); then waits a little and
-    returns when the outage began. A trial whose result could not be stored stays RUNNING until its heartbeat is
-    stale, then is retried.
+def worker_outage(detail: str = "") -> Outage:
+    """A worker's storage outage: a line in its log when it begins (with `detail`, if any) and one when it ends."""
+    from hpsearch.storage import Outage
 
-    Raises:
-        HpsearchError: the storage has been unreachable for longer than STORAGE_OUTAGE_SECONDS.
-    """
-    from hpsearch.storage import STORAGE_OUTAGE_SECONDS, STORAGE_RETRY_SECONDS, caused_by_storage
+    def announce(exc: BaseException) -> None:
+        logger.warning("storage unreachable (%s)%s", type(exc).__name__, f": {detail}" if detail else "")
 
-    if not caused_by_storage(exc):
-        raise exc
-    since = since or time.monotonic()
-    waited = time.monotonic() - since
-    if waited > STORAGE_OUTAGE_SECONDS:
-        raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up "
-                            f"({type(exc).__name__})") from None
-    logger.warning("storage unreachable (%s); retrying in %.0fs", type(exc).__name__, STORAGE_RETRY_SECONDS)
-    time.sleep(STORAGE_RETRY_SECONDS)
-    return since
-
-
-def through_outage(action: Callable[[], T], first_message: str = "") -> T:
-    """`action()`, retried while the storage is unreachable (up to STORAGE_OUTAGE_SECONDS); other errors go up.
-    `first_message` is logged once when the outage begins."""
-    from hpsearch.storage import caused_by_storage
-
-    since: float | None = None
-    while True:
-        try:
-            return action()
-        except Exception as exc:
-            if since is None and first_message and caused_by_storage(exc):
-                logger.warning("%s", first_message)
-            since = _wait_for_storage(exc, since)
+    return Outage(announce, back=lambda seconds: logger.info("storage back after %.0fs", seconds))
 
 
 def _recycle(ran: int) -> None:

@@ -14,6 +14,7 @@ from hpsearch.storage._rdb import (
     STORAGE_ERRORS,
     STORAGE_OUTAGE_SECONDS,
     STORAGE_RETRY_SECONDS,
+    Outage,
     caused_by_storage,
     database_error,
     fail_orphaned_trials,
@@ -25,6 +26,7 @@ from hpsearch.storage._rdb import (
 from hpsearch.storage._urls import DEFAULT_URL, STORAGE_ENV, artifact_dir, mask_url, redact, resolve_url
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "DEFAULT_HEARTBEAT_INTERVAL", "DEFAULT_URL", "STORAGE_ENV", "STORAGE_ERRORS",
-           "STORAGE_OUTAGE_SECONDS", "STORAGE_RETRY_SECONDS", "artifact_dir", "caused_by_storage", "database_error",
+           "STORAGE_OUTAGE_SECONDS", "STORAGE_RETRY_SECONDS", "Outage", "artifact_dir", "caused_by_storage",
+           "database_error",
            "fail_orphaned_trials", "load_study_read_only", "mask_url", "open_storage", "open_storage_read_only",
            "redact", "resolve_url", "storage_errors_as_messages"]

@@ -10,15 +10,17 @@ import re
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.storage._urls import STORAGE_ENV, check_shareable, mask_url, redact, resolve_url, sqlite_path
 
 if TYPE_CHECKING:
     import optuna
+
+T = TypeVar("T")
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
@@ -52,6 +54,51 @@ def caused_by_storage(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+class Outage:
+    """A storage outage as one process lives it: any other error goes up; `announce(error)` runs once when the
+    storage stops answering and `back(seconds)` once it answers again; after STORAGE_OUTAGE_SECONDS it gives up.
+    Workers, the launcher's progress loop and its reads each keep one, so they all wait out the same outage."""
+
+    def __init__(self, announce: Callable[[BaseException], None] | None = None,
+                 back: Callable[[float], None] | None = None, advice: str = "") -> None:
+        self.announce, self.back, self.advice = announce, back, advice
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """Re-raises `exc` unless the storage is unreachable; raises HpsearchError once that has lasted too long."""
+        if not caused_by_storage(exc):
+            raise exc
+        if self.since is None:
+            self.since = time.monotonic()
+            if self.announce is not None:
+                self.announce(exc)
+        waited = time.monotonic() - self.since
+        if waited > STORAGE_OUTAGE_SECONDS:
+            advice = f"; {self.advice}" if self.advice else ""
+            raise HpsearchError(f"the storage has been unreachable for {waited:.0f}s; giving up "
+                                f"({type(exc).__name__}){advice}") from None
+
+    def answered(self) -> None:
+        """The storage answered: an outage in progress is over."""
+        if self.since is not None:
+            if self.back is not None:
+                self.back(time.monotonic() - self.since)
+            self.since = None
+
+    def wait_out(self, action: Callable[[], T]) -> T:
+        """`action()`, retried every STORAGE_RETRY_SECONDS while the storage is unreachable."""
+        while True:
+            try:
+                result = action()
+            except Exception as exc:
+                self.failed(exc)
+                time.sleep(STORAGE_RETRY_SECONDS)
+                continue
+            self.answered()
+            return result
+
 
 # gRPC statuses of a proxy that is restarting or unreachable (a worker waits them out like a database outage).
 _GRPC_OUTAGES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
