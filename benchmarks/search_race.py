@@ -11,6 +11,9 @@ Methods:
   hpsearch-1w     (extra) `hpsearch run --workers 1`: one worker with every core's threads
   hpsearch-2w     (extra) `hpsearch run --workers 2`: two workers (on 2 cores: one thread each), the default
                   before the launcher took fewer workers for a learning sampler on a time budget
+  hpsearch-random (extra) `hpsearch run --sampler random`: does TPE earn its place at these budgets?
+  hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
+  hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's per-parameter densities (Optuna's default)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -44,7 +47,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("hpsearch", "kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
-EXTRA_METHODS = ("hpsearch-1w", "hpsearch-2w")
+# The extra hpsearch variants: the flags each adds to `hpsearch run` with its defaults.
+EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1"], "hpsearch-2w": ["--workers", "2"],
+               "hpsearch-random": ["--sampler", "random"],
+               "hpsearch-s4": ["--sampler-option", "n_startup_trials=4"],
+               "hpsearch-uni": ["--sampler-option", "multivariate=false"]}
+EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
 T0_ENV = "HPSEARCH_RACE_T0"
@@ -176,13 +184,11 @@ def child_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- parent side
 def _command(method: str, seed: int, args: argparse.Namespace, workdir: Path, events: Path) -> list[str]:
     if method.startswith("hpsearch"):
-        # hpsearch-Nw: `--workers N`; plain hpsearch: its own default
-        workers = ["--workers", method.removeprefix("hpsearch-").removesuffix("w")] if "-" in method else []
         return [str(Path(sys.executable).parent / "hpsearch"), "run", "--study", f"race-{seed}", "--model", "cnn",
                 "--dataset", args.dataset, "--data-dir", args.data_dir, "--train-size", str(args.train_size),
                 "--epochs", str(args.epochs), "--seed", str(seed), "--trials", "100000",
-                "--timeout", str(args.budget), *workers, "--storage", f"sqlite:///{workdir / 'race.db'}",
-                "--quiet"]
+                "--timeout", str(args.budget), *EXTRA_FLAGS.get(method, []),
+                "--storage", f"sqlite:///{workdir / 'race.db'}", "--quiet"]
     return [sys.executable, __file__, "--child", method, "--seed", str(seed), "--dataset", args.dataset,
             "--data-dir", args.data_dir, "--train-size", str(args.train_size), "--epochs", str(args.epochs),
             "--workdir", str(workdir), "--events", str(events)]

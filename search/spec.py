@@ -7,6 +7,7 @@ study's user attributes so that `hpsearch worker --study NAME` needs nothing els
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     import optuna
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
+# The Optuna class behind each sampler name: `sampler_options` are checked against its constructor.
+_SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler",
+                    "grid": "GridSampler"}
 PRUNERS = ("successive-halving", "hyperband", "median", "none")
 DIRECTIONS = ("maximize", "minimize")
 STUDY_NAME_MAX = 128
@@ -53,6 +57,9 @@ class StudySpec:
     metric: str = "val_accuracy"
     direction: str | None = None  # None: from the metric's name (accuracies up, losses and errors down)
     sampler: str = "tpe"
+    # Options of the sampler's Optuna constructor beside the seed, over hpsearch's own choices (e.g.
+    # {"n_startup_trials": 5} or {"multivariate": False}).
+    sampler_options: dict[str, Any] = field(default_factory=dict)
     pruner: str = "successive-halving"
     seed: int = 0
     trials: int = 20
@@ -119,6 +126,31 @@ class StudySpec:
         if unknown:
             raise UnknownNameError("training hyperparameter", unknown[0], TRAINING_PARAMS)
         self._check_objectives()
+        self._check_sampler_options()
+
+    def _check_sampler_options(self) -> None:
+        """Each option is one the sampler's constructor takes, with a value of its default's type."""
+        if not isinstance(self.sampler_options, dict):
+            raise UsageError(f"sampler_options must be a mapping of option names to values, got "
+                             f"{self.sampler_options!r}")
+        if not self.sampler_options:
+            return
+        import optuna
+
+        parameters = inspect.signature(getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])).parameters
+        accepted = {n: p for n, p in parameters.items() if n not in ("seed", "search_space")}
+        for name, value in self.sampler_options.items():
+            if name not in accepted:
+                seed = " (the seed is --seed)" if name == "seed" else ""
+                raise UsageError(f"the {self.sampler} sampler has no option {name!r}{seed}; its options: "
+                                 f"{', '.join(accepted)}")
+            if "Callable" in str(accepted[name].annotation):
+                raise UsageError(f"sampler option {name} takes a function, which a study spec cannot hold")
+            wanted = _option_type(accepted[name])
+            if wanted and not _fits(value, wanted, accepted[name]):
+                default = accepted[name].default
+                told = f" (Optuna's default: {default!r})" if default not in (None, inspect.Parameter.empty) else ""
+                raise UsageError(f"sampler option {name} takes {wanted}{told}, got {value!r}")
 
     def _check_objectives(self) -> None:
         if not isinstance(self.objectives, list) or not all(isinstance(o, str) for o in self.objectives):
@@ -212,7 +244,8 @@ class StudySpec:
         types = {"trials": int, "epochs": int, "batch_size": int, "train_size": int, "seed": int,
                  "validation_split": float, "timeout": float, "study": str, "model": str, "dataset": str,
                  "sampler": str, "pruner": str, "metric": str, "direction": str, "data_dir": str,
-                 "fixed": dict, "search_training": list, "model_options": dict, "objectives": list}
+                 "fixed": dict, "search_training": list, "model_options": dict, "objectives": list,
+                 "sampler_options": dict}
         for key, value in data.items():
             expected = types.get(key)
             if value is None or expected is None:
@@ -267,8 +300,8 @@ class StudySpec:
         for key, value in overrides.items():
             if value is None:
                 continue
-            if key == "fixed":
-                data["fixed"] = {**(data.get("fixed") or {}), **value}
+            if key in ("fixed", "sampler_options"):  # a flag adds to the file's mapping
+                data[key] = {**(data.get(key) or {}), **value}
             else:
                 data[key] = value
         return cls.from_dict(data, source)
@@ -281,24 +314,27 @@ class StudySpec:
 
         seed = (self.seed + seed_offset) % 2**32  # NumPy seeds stop at 2**32 - 1
 
+        options: dict[str, Any] = {}
         if self.sampler == "tpe":
             # multivariate + group: the hyperparameters' joint density, per set of hyperparameters that occur
-            # together (conditional spaces); constant_liar: parallel workers do not all sample next to the same
-            # running trial.
-            with warnings.catch_warnings():  # both options are stable in use; Optuna still flags them experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
-                                                  n_startup_trials=self.tpe_startup_trials())
-        if self.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if self.sampler == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+            # together (conditional spaces; group needs multivariate); constant_liar: parallel workers do not all
+            # sample next to the same running trial.
+            multivariate = self.sampler_options.get("multivariate", True)
+            options = {"constant_liar": True, "multivariate": multivariate, "group": multivariate,
+                       "n_startup_trials": self.tpe_startup_trials()}
+        elif self.sampler in ("cmaes", "qmc"):
+            options = {"warn_independent_sampling": False}
         if self.sampler == "qmc":
-            # QMC numbers its points by trial: one shared seed keeps the workers on one low-discrepancy sequence.
-            return optuna.samplers.QMCSampler(seed=self.seed, warn_independent_sampling=False)
-        if search_space is None:
-            raise UsageError("the grid sampler needs the search space")
-        return optuna.samplers.GridSampler(search_space, seed=seed)
+            seed = self.seed  # QMC numbers its points by trial: one shared seed keeps workers on one sequence
+        options.update(self.sampler_options)
+        sampler_class = getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])
+        with warnings.catch_warnings():  # TPE's options are stable in use; Optuna still flags them experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if self.sampler != "grid":
+                return sampler_class(seed=seed, **options)
+            if search_space is None:
+                raise UsageError("the grid sampler needs the search space")
+            return sampler_class(search_space, seed=seed, **options)
 
     def tpe_startup_trials(self) -> int:
         """Random trials before TPE models the results: a tenth of the budget, at least 4, at most 10."""
@@ -318,6 +354,25 @@ class StudySpec:
         if self.pruner == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=MIN_PRUNING_EPOCHS)
         return optuna.pruners.NopPruner()
+
+
+def _option_type(parameter: inspect.Parameter) -> str:
+    """What a sampler option takes, from its annotation (else its default): "true or false", "an integer", "a
+    number", "a name", or "" (anything: a function, an array...)."""
+    annotation = parameter.annotation if isinstance(parameter.annotation, str) else ""
+    first = annotation.split("|")[0].strip() if annotation else type(parameter.default).__name__
+    return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a name"}.get(first, "")
+
+
+def _fits(value: Any, wanted: str, parameter: inspect.Parameter) -> bool:
+    if value is None:
+        return "None" in str(parameter.annotation) or parameter.default is None
+    if wanted == "true or false":
+        return isinstance(value, bool)
+    if wanted == "a name":
+        return isinstance(value, str)
+    kinds = (int,) if wanted == "an integer" else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 # Metric names whose direction is known: Keras logs them with a `val_` prefix for the validation split.

@@ -50,6 +50,16 @@ def run(tmp_path: Path, cli: Callable[..., Result]) -> Callable[..., Result]:
     (["--study", "../../etc/passwd", "--model", "cnn"], "characters that are not allowed"),
     (["--study", "s"], "to create it give --model"),
     (["--study", "s", "--model", "cnn", "--threads", "0"], "--threads must be at least 1"),
+    (["--study", "s", "--model", "cnn", "--sampler-option", "n_startup=5"],
+     "the tpe sampler has no option 'n_startup'; its options: "),
+    (["--study", "s", "--model", "cnn", "--sampler-option", "seed=5"], "has no option 'seed' (the seed is --seed)"),
+    (["--study", "s", "--model", "cnn", "--sampler-option", "n_startup_trials=five"],
+     "sampler option n_startup_trials takes an integer (Optuna's default: 10), got 'five'"),
+    (["--study", "s", "--model", "cnn", "--sampler-option", "multivariate=1"], "multivariate takes true or false"),
+    (["--study", "s", "--model", "cnn", "--sampler", "random", "--sampler-option", "n_startup_trials=5"],
+     "the random sampler has no option 'n_startup_trials'"),
+    (["--study", "s", "--model", "cnn", "--sampler-option", "n_startup_trials"],
+     "--sampler-option expects name=value, got 'n_startup_trials' (example: --sampler-option n_startup_trials=5)"),
 ])
 def test_usage_errors(tmp_path: Path, run: Callable[..., Result], flags: list[str], expected: str) -> None:
     result = run(*flags)

@@ -179,15 +179,16 @@ def log_with_secrets_masked() -> None:
 
 
 # --------------------------------------------------------------------------------------- values from the flags
-def parse_assignments(items: Sequence[str] | None) -> dict[str, Any]:
-    """`name=value` pairs from `--set`, values parsed as YAML scalars (ints, floats, booleans, strings)."""
+def parse_assignments(items: Sequence[str] | None, flag: str = "--set", example: str = "filters_1=64"
+                      ) -> dict[str, Any]:
+    """`name=value` pairs from `--set` (or `flag`), values parsed as YAML scalars (ints, floats, booleans, strings)."""
     import yaml
 
     values: dict[str, Any] = {}
     for item in items or ():
         name, sep, raw = item.partition("=")
         if not sep or not name:
-            raise UsageError(f"--set expects name=value, got {item!r} (example: --set filters_1=64)")
+            raise UsageError(f"{flag} expects name=value, got {item!r} (example: {flag} {example})")
         value = yaml.safe_load(raw)
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as text: numbers are what users mean
             for cast in (int, float):
@@ -233,6 +234,7 @@ def spec_from_args(args: argparse.Namespace, storage_url: str | None = None) -> 
         "study": args.study, "model": args.model, "dataset": dataset_arg(args), "data_dir": args.data_dir,
         "train_size": args.train_size, "validation_split": args.validation_split, "metric": args.metric,
         "direction": args.direction, "sampler": args.sampler, "pruner": args.pruner, "seed": args.seed,
+        "sampler_options": parse_assignments(args.sampler_option, "--sampler-option", "n_startup_trials=5") or None,
         "trials": args.trials, "timeout": args.timeout, "epochs": args.epochs, "batch_size": args.batch_size,
         "fixed": parse_assignments(args.set) or None,
         "search_training": args.search_training.split(",") if args.search_training else None,
@@ -269,6 +271,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                    help="a further objective beside --metric (repeatable): a metric Keras logs (e.g. val_loss), "
                    "parameters or latency_ms; the study keeps the Pareto front (`hpsearch best`), without pruning")
     p.add_argument("--sampler", help="tpe (default), random, cmaes, qmc or grid")
+    p.add_argument("--sampler-option", action="append", metavar="NAME=VALUE",
+                   help="an option of the sampler's Optuna constructor (repeatable), e.g. n_startup_trials=5 or "
+                   "multivariate=false for tpe")
     p.add_argument("--pruner", help="successive-halving (default: rungs at epochs 1, 3, 9...), hyperband, median "
                    "or none")
     p.add_argument("--seed", type=int, help="sampler and data seed (default 0)")

@@ -83,3 +83,38 @@ def test_tpe_is_seeded_per_worker() -> None:
     first = draws(spec.make_sampler())
     assert draws(spec.make_sampler()) == first
     assert not set(draws(spec.make_sampler(seed_offset=1))) & set(first)
+
+
+def _draws(sampler: optuna.samplers.BaseSampler, n: int) -> list[float]:
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    values = []
+    for _ in range(n):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        values.append(x)
+        study.tell(trial, -((x - 0.5) ** 2))
+    return values
+
+
+def test_sampler_options_reach_the_sampler() -> None:
+    """TPE's start-up draws are its random sampler's: with `n_startup_trials=2` TPE's own draws begin at the third
+    trial, with the default (4 for 20 trials) at the fifth."""
+    random_draws = _draws(optuna.samplers.RandomSampler(seed=3), 5)
+    default = _draws(_spec(trials=20, seed=3).make_sampler(), 5)
+    two = _draws(_spec(trials=20, seed=3, sampler_options={"n_startup_trials": 2}).make_sampler(), 5)
+    assert default[:4] == random_draws[:4] and two[:2] == random_draws[:2]
+    assert two[2] != random_draws[2]
+
+
+def test_univariate_tpe_drops_group_too() -> None:
+    """`group` needs `multivariate`: turning multivariate off turns group off rather than failing."""
+    sampler = _spec(sampler_options={"multivariate": False}).make_sampler()
+    assert len(_draws(sampler, 6)) == 6
+    assert not sampler._multivariate and not sampler._group  # the options the constructor received
+
+
+def test_sampler_options_add_to_a_spec_file(tmp_path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("study: s\nmodel: cnn\nsampler_options: {n_startup_trials: 3}\n")
+    spec = StudySpec.load(path, {"sampler_options": {"multivariate": False}})
+    assert spec.sampler_options == {"n_startup_trials": 3, "multivariate": False}
