@@ -13,7 +13,7 @@ Methods:
                   before the launcher took fewer workers for a learning sampler on a time budget
   hpsearch-random (extra) `hpsearch run --sampler random`: does TPE earn its place at these budgets?
   hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
-  hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's per-parameter densities (Optuna's default)
+  hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -278,7 +278,8 @@ def _median_spread(values: list[float | None], fmt: str, missing: str = "not rea
 
 COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "tab:olive", "kt-hyperband": "tab:red",
            "kt-random": "tab:orange",
-           "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green"}
+           "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
+           "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:

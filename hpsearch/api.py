@@ -166,7 +166,7 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
         enqueue_defaults: run the builder's default configuration first.
         artifacts: the artifact directory (default: beside the SQLite file).
         verbose: a line per finished trial (Optuna's log) or, with workers, the live progress display.
-        **spec: any other study setting: metric, direction, sampler, pruner, seed, train_size,
+        **spec: any other study setting: metric, direction, sampler, sampler_options={...}, pruner, seed, train_size,
             validation_split, batch_size, timeout, fixed={...}, model_options={...}.
 
     Raises:

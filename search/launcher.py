@@ -578,8 +578,8 @@ def _outage(console: Console, during_progress: bool) -> Outage:
         console.print(f"storage back after {seconds:.0f}s{'; progress resumes' if during_progress else ''}",
                       highlight=False)
 
-    return Outage(announce, back, advice="the workers give up too; run the same command again once the database "
-                                         "is back")
+    advice = "run the same command again once the database is back"
+    return Outage(announce, back, advice=f"the workers give up too; {advice}" if during_progress else advice)
 
 
 def _reap(procs: dict[int, subprocess.Popen[bytes]], log_dir: Path, console: Console) -> list[tuple[int, int]]:

@@ -142,15 +142,23 @@ class StudySpec:
         for name, value in self.sampler_options.items():
             if name not in accepted:
                 seed = " (the seed is --seed)" if name == "seed" else ""
-                raise UsageError(f"the {self.sampler} sampler has no option {name!r}{seed}; its options: "
-                                 f"{', '.join(accepted)}")
-            if "Callable" in str(accepted[name].annotation):
-                raise UsageError(f"sampler option {name} takes a function, which a study spec cannot hold")
+                listed = f"its options: {', '.join(accepted)}" if accepted else "it takes none"
+                raise UsageError(f"the {self.sampler} sampler has no option {name!r}{seed}; {listed}")
             wanted = _option_type(accepted[name])
-            if wanted and not _fits(value, wanted, accepted[name]):
-                default = accepted[name].default
-                told = f" (Optuna's default: {default!r})" if default not in (None, inspect.Parameter.empty) else ""
-                raise UsageError(f"sampler option {name} takes {wanted}{told}, got {value!r}")
+            if not wanted:
+                raise UsageError(f"sampler option {name} takes {accepted[name].annotation}, which a study spec "
+                                 "cannot hold (it keeps names, numbers and true/false)")
+            if not _fits(value, wanted, accepted[name]):
+                raise UsageError(f"sampler option {name} takes {wanted}, got {value!r}")
+        with warnings.catch_warnings():  # an option Optuna is about to drop would break stored studies later
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                self.make_sampler({"x": [0]})  # options that contradict each other fail here, not in every worker
+            except FutureWarning as exc:
+                raise UsageError(f"sampler options {self.sampler_options}: {exc}".split(" See ")[0]) from None
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"sampler options {self.sampler_options}: {exc}") from None
 
     def _check_objectives(self) -> None:
         if not isinstance(self.objectives, list) or not all(isinstance(o, str) for o in self.objectives):
@@ -320,7 +328,7 @@ class StudySpec:
             # together (conditional spaces; group needs multivariate); constant_liar: parallel workers do not all
             # sample next to the same running trial.
             multivariate = self.sampler_options.get("multivariate", True)
-            options = {"constant_liar": True, "multivariate": multivariate, "group": multivariate,
+            options = {"constant_liar": True, "multivariate": multivariate, "group": multivariate is True,
                        "n_startup_trials": self.tpe_startup_trials()}
         elif self.sampler in ("cmaes", "qmc"):
             options = {"warn_independent_sampling": False}

@@ -230,21 +230,22 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
             raise
         return objective(trial)
 
-    def step() -> str:
-        try:
-            return _step(study, budget, lock, guarded, gc_after_trial, callbacks)
-        except Exception:
-            lock.release()
-            raise
-
-    # A trial whose result could not be stored stays RUNNING until its heartbeat is stale, then is retried.
+    # A trial whose result could not be stored stays RUNNING until its heartbeat is stale, then is retried. The
+    # deadline is checked between retries: a study's timeout ends a worker that waits for the storage too.
     ran, outage = 0, worker_outage()
     try:
         while deadline is None or time.time() < deadline:
-            step_taken = outage.wait_out(step)
-            if step_taken == "done":
+            try:
+                step = _step(study, budget, lock, guarded, gc_after_trial, callbacks)
+            except Exception as exc:
+                lock.release()
+                outage.failed(exc)
+                outage.pause()
+                continue
+            outage.answered()
+            if step == "done":
                 break
-            if step_taken == "ran":
+            if step == "ran":
                 ran += 1
                 if recycle and ran >= recycle and on_recycle is not None:
                     lock.close()

@@ -87,6 +87,11 @@ class Outage:
                 self.back(time.monotonic() - self.since)
             self.since = None
 
+    @staticmethod
+    def pause() -> None:
+        """The wait before the next attempt."""
+        time.sleep(STORAGE_RETRY_SECONDS)
+
     def wait_out(self, action: Callable[[], T]) -> T:
         """`action()`, retried every STORAGE_RETRY_SECONDS while the storage is unreachable."""
         while True:
@@ -94,7 +99,7 @@ class Outage:
                 result = action()
             except Exception as exc:
                 self.failed(exc)
-                time.sleep(STORAGE_RETRY_SECONDS)
+                self.pause()
                 continue
             self.answered()
             return result
