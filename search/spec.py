@@ -129,7 +129,9 @@ class StudySpec:
         self._check_sampler_options()
 
     def _check_sampler_options(self) -> None:
-        """Each option is one the sampler's constructor takes, with a value of its default's type."""
+        """Each option is one the sampler's constructor takes, of a kind a stored spec holds (a name, a number,
+        true/false) and of its annotated type; then the sampler is built once, so options that contradict each
+        other or that Optuna deprecates stop here rather than in every worker."""
         if not isinstance(self.sampler_options, dict):
             raise UsageError(f"sampler_options must be a mapping of option names to values, got "
                              f"{self.sampler_options!r}")
@@ -366,7 +368,7 @@ class StudySpec:
 
 def _option_type(parameter: inspect.Parameter) -> str:
     """What a sampler option takes, from its annotation (else its default): "true or false", "an integer", "a
-    number", "a name", or "" (anything: a function, an array...)."""
+    number", "a name", or "" (a function, a sampler, a mapping...: nothing a stored spec can hold)."""
     annotation = parameter.annotation if isinstance(parameter.annotation, str) else ""
     first = annotation.split("|")[0].strip() if annotation else type(parameter.default).__name__
     return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a name"}.get(first, "")
