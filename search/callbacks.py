@@ -1,8 +1,10 @@
-"""A Keras 3 callback (any backend) that reports each epoch to Optuna and stops a trial the pruner gives up on."""
+"""Keras 3 callbacks (any backend): one reports each epoch to Optuna and stops a trial the pruner gives up on; one
+ends training once a stop was asked for."""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -53,3 +55,21 @@ class OptunaReportCallback(keras.callbacks.Callback):
         if self.trial.should_prune():
             self.pruned_at = step
             self.model.stop_training = True
+
+
+class StopWhenSet(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the end of the next training batch once `event` is set.
+
+    A stop signal raises KeyboardInterrupt wherever the worker is, and when that is a garbage-collector callback
+    Python prints it and goes on training; the signal handler also sets `event`, so the trial still stops (ending
+    FAIL, resumable) within a batch. Only training batches are watched: the loss check of TerminateOnNaN already
+    makes them synchronous, so this costs one flag read per batch.
+    """
+
+    def __init__(self, event: threading.Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt("stop requested")

@@ -17,10 +17,11 @@ from optuna.trial import TrialState
 from hpsearch.errors import HpsearchError, TrialFailed
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
-from hpsearch.search.callbacks import OptunaReportCallback
+from hpsearch.search.callbacks import OptunaReportCallback, StopWhenSet
 from hpsearch.search.ranking import best_of, better
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
+from hpsearch.search.worker import STOP_REQUESTED
 
 if TYPE_CHECKING:
     from hpsearch.datasets import Dataset
@@ -117,8 +118,8 @@ class Objective:
         reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs,
                                         report=not self.spec.multi_objective)
         try:
-            result = fit_and_evaluate(model, self.data, config, [reporter], monitor=self.spec.metric,
-                                      skip_test=lambda: reporter.pruned_at is not None
+            result = fit_and_evaluate(model, self.data, config, [reporter, StopWhenSet(STOP_REQUESTED)],
+                                      monitor=self.spec.metric, skip_test=lambda: reporter.pruned_at is not None
                                       or not self._ranks_in_top(trial, reporter.values, TEST_TOP_K))
         except TrialFailed as exc:
             raise self._fail(trial, str(exc)) from None

@@ -36,6 +36,11 @@ WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for
 PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
 _PR_SET_PDEATHSIG = 1
 
+# Set by the first stop signal. The KeyboardInterrupt that signal raises can land inside a garbage-collector
+# callback, where Python prints it ("Exception ignored in ...") and goes on: the trial would keep training until
+# the launcher's SIGKILL left it RUNNING. Training (`callbacks.StopWhenSet`) and the trial loop check this too.
+STOP_REQUESTED = threading.Event()
+
 
 class StudyStopped(HpsearchError):
     """The study's circuit breaker tripped: its trials keep failing the same way."""
@@ -70,6 +75,7 @@ def configure_threads(threads: int | None) -> None:
 def _interrupt_once(_signum: int, _frame: object) -> None:
     """Ctrl-C reaches a worker twice (the terminal's process group, then the launcher passing it on): the first
     stops the trial, later ones are ignored so they cannot cut short the write that records it FAIL."""
+    STOP_REQUESTED.set()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     _set_parent_death_signal(signal.SIGKILL)  # SIGTERM is ignored from now on: a dead launcher must still end us
@@ -223,6 +229,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
 
     def guarded(trial: optuna.trial.Trial) -> float:
         lock.release()  # the trial exists: others may create theirs
+        _stop_if_asked()
         try:
             check_budget(study, trial, budget)  # the safety net for storages without a lock
         except BudgetReached as exc:
@@ -235,6 +242,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     ran, outage = 0, worker_outage()
     try:
         while deadline is None or time.time() < deadline:
+            _stop_if_asked()
             try:
                 step = _step(study, budget, lock, guarded, gc_after_trial, callbacks)
             except Exception as exc:
@@ -255,6 +263,12 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     finally:
         lock.close()
     return ran
+
+
+def _stop_if_asked() -> None:
+    """A stop signal whose KeyboardInterrupt was swallowed (see STOP_REQUESTED) stops the worker here."""
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt("stop requested")
 
 
 def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable[[optuna.trial.Trial], float],

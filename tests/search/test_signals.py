@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,3 +100,38 @@ def test_a_launcher_killed_with_sigkill_leaves_no_orphan(tmp_path: Path) -> None
     assert state == TrialState.FAIL  # the worker recorded its trial before it stopped: nothing left RUNNING
     record_reliability("`kill -9` on the `hpsearch run` launcher", faults=1, worker_stopped=True,
                        interrupted_trial_state=state.name, errors=0)
+
+
+def test_a_stop_whose_interrupt_was_swallowed_still_ends_the_trial_fail(tmp_path: Path) -> None:
+    # The KeyboardInterrupt of a stop signal can land in a garbage-collector callback, where Python prints it and
+    # goes on. What the signal handler leaves behind besides that interrupt (the flag) must still stop the trial:
+    # here the flag is set alone, mid-training, as if its interrupt had been swallowed.
+    from hpsearch.search.launcher import create_or_resume
+    from hpsearch.search.objective import Objective
+    from hpsearch.search.spec import StudySpec
+    from hpsearch.search.worker import STOP_REQUESTED, open_study, run_trials
+    from hpsearch.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    spec = StudySpec(study="swallowed", trials=2, epochs=60, pruner="none", model="resnet4", dataset="mnist-sample",
+                     train_size=1000, batch_size=64, fixed={"patience": 60})
+    storage = open_storage(url)
+    create_or_resume(spec, storage)
+    study, _ = open_study(spec.study, storage)
+
+    def stop_once_training() -> None:
+        _running_trial(url, "swallowed")
+        STOP_REQUESTED.set()
+
+    setter = threading.Thread(target=stop_once_training, daemon=True)
+    setter.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trials(study, spec.trials, Objective(spec))
+    finally:
+        STOP_REQUESTED.clear()
+        setter.join(timeout=1)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL], "the stopped trial must end FAIL and no other start"
+    assert trials[0].user_attrs["epoch"] < spec.epochs, f"it trained on for {time.monotonic() - started:.0f}s"
