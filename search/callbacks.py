@@ -4,8 +4,8 @@ ends training once a stop was asked for."""
 from __future__ import annotations
 
 import math
-import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -58,18 +58,27 @@ class OptunaReportCallback(keras.callbacks.Callback):
 
 
 class StopWhenSet(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt at the end of the next training batch once `event` is set.
+    """Raises KeyboardInterrupt at the end of the next batch (training, validation or prediction) once
+    `should_stop()` is true.
 
     A stop signal raises KeyboardInterrupt wherever the worker is, and when that is a garbage-collector callback
-    Python prints it and goes on training; the signal handler also sets `event`, so the trial still stops (ending
-    FAIL, resumable) within a batch. Only training batches are watched: the loss check of TerminateOnNaN already
-    makes them synchronous, so this costs one flag read per batch.
+    Python prints it and goes on; the signal handler also sets the flag this reads, so the trial still stops
+    (ending FAIL, resumable) within a batch. One flag read per batch; batch callbacks run in step with the loop.
     """
 
-    def __init__(self, event: threading.Event) -> None:
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
         super().__init__()
-        self.event = event
+        self.should_stop = should_stop
+
+    def _check(self) -> None:
+        if self.should_stop():
+            raise KeyboardInterrupt("stop requested")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.event.is_set():
-            raise KeyboardInterrupt("stop requested")
+        self._check()
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._check()
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._check()

@@ -21,7 +21,7 @@ from hpsearch.search.callbacks import OptunaReportCallback, StopWhenSet
 from hpsearch.search.ranking import best_of, better
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
-from hpsearch.search.worker import STOP_REQUESTED
+from hpsearch.search.worker import STOP_REQUESTED, stop_if_asked
 
 if TYPE_CHECKING:
     from hpsearch.datasets import Dataset
@@ -118,11 +118,12 @@ class Objective:
         reporter = OptunaReportCallback(trial, self.spec.metric, config.epochs,
                                         report=not self.spec.multi_objective)
         try:
-            result = fit_and_evaluate(model, self.data, config, [reporter, StopWhenSet(STOP_REQUESTED)],
+            result = fit_and_evaluate(model, self.data, config, [reporter, StopWhenSet(STOP_REQUESTED.is_set)],
                                       monitor=self.spec.metric, skip_test=lambda: reporter.pruned_at is not None
                                       or not self._ranks_in_top(trial, reporter.values, TEST_TOP_K))
         except TrialFailed as exc:
             raise self._fail(trial, str(exc)) from None
+        stop_if_asked()  # a stop whose interrupt was dropped after the last batch: nothing is stored
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))

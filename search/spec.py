@@ -144,7 +144,8 @@ class StudySpec:
         for name, value in self.sampler_options.items():
             if name not in accepted:
                 seed = " (the seed is --seed)" if name == "seed" else ""
-                listed = f"its options: {', '.join(accepted)}" if accepted else "it takes none"
+                offered = _offered_options(getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler]), accepted)
+                listed = f"its options: {', '.join(offered)}" if offered else "it takes none"
                 raise UsageError(f"the {self.sampler} sampler has no option {name!r}{seed}; {listed}")
             wanted = _option_type(accepted[name])
             if not wanted:
@@ -372,6 +373,33 @@ def _option_type(parameter: inspect.Parameter) -> str:
     annotation = parameter.annotation if isinstance(parameter.annotation, str) else ""
     first = annotation.split("|")[0].strip() if annotation else type(parameter.default).__name__
     return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a name"}.get(first, "")
+
+
+_PROBES = {"true or false": True, "an integer": 1, "a number": 1.0, "a name": "x"}
+
+
+def _offered_options(sampler_class: type, accepted: dict[str, inspect.Parameter]) -> list[str]:
+    """The options worth naming to a user: of a type a spec holds, and not deprecated (Optuna warns as soon as a
+    deprecated option is given, so each is given alone once, with its default or a value of its type)."""
+    import optuna
+
+    offered = []
+    for name, parameter in accepted.items():
+        wanted = _option_type(parameter)
+        if not wanted:
+            continue
+        probe = _PROBES[wanted] if parameter.default in (None, inspect.Parameter.empty) else parameter.default
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                sampler_class(**{name: probe})
+            except FutureWarning:
+                continue
+            except Exception:  # the probe's value alone does not suit it: the option stands
+                pass
+        offered.append(name)
+    return offered
 
 
 def _fits(value: Any, wanted: str, parameter: inspect.Parameter) -> bool:

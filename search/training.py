@@ -70,11 +70,12 @@ def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: l
     return logs
 
 
-def predict(model: keras.Model, x: object, batch_size: int = 512) -> np.ndarray:
+def predict(model: keras.Model, x: object, batch_size: int = 512,
+            callbacks: Sequence[keras.callbacks.Callback] = ()) -> np.ndarray:
     """Class probabilities for `x`, an array or streamed images."""
     if is_streamed(x):
-        return model.predict(Batches(x, None, batch_size), verbose=0)
-    return model.predict(x, batch_size=batch_size, verbose=0)
+        return model.predict(Batches(x, None, batch_size), verbose=0, callbacks=list(callbacks))
+    return model.predict(x, batch_size=batch_size, verbose=0, callbacks=list(callbacks))
 
 
 @dataclass
@@ -155,7 +156,7 @@ def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,
         return FitResult(**base, test_accuracy=float("nan"), test_loss=float("nan"),
                          y_pred=np.empty(0, dtype=np.int64))
     test_start = time.perf_counter()
-    probs = predict(model, data.x_test)
+    probs = predict(model, data.x_test, callbacks=callbacks)  # the caller's callbacks watch the test set too
     if not np.all(np.isfinite(probs)):
         raise TrialFailed("training diverged: the model predicts NaN; lower the learning rate")
     y_pred = probs.argmax(axis=1)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 
@@ -36,10 +36,27 @@ WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for
 PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
 _PR_SET_PDEATHSIG = 1
 
-# Set by the first stop signal. The KeyboardInterrupt that signal raises can land inside a garbage-collector
-# callback, where Python prints it ("Exception ignored in ...") and goes on: the trial would keep training until
-# the launcher's SIGKILL left it RUNNING. Training (`callbacks.StopWhenSet`) and the trial loop check this too.
-STOP_REQUESTED = threading.Event()
+class StopFlag:
+    """Set by the first stop signal. The KeyboardInterrupt that signal raises can land inside a garbage-collector
+    callback, where Python prints it ("Exception ignored in ...") and goes on: the trial would keep training until
+    the launcher's SIGKILL left it RUNNING. Training (`callbacks.StopWhenSet`), the objective after training and
+    the trial loop check this flag too. A plain attribute, not a threading.Event: a second signal arriving inside
+    the first one's handler would block forever on the Event's lock."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def set(self) -> None:
+        self.raised = True
+
+    def clear(self) -> None:
+        self.raised = False
+
+    def is_set(self) -> bool:
+        return self.raised
+
+
+STOP_REQUESTED = StopFlag()
 
 
 class StudyStopped(HpsearchError):
@@ -75,9 +92,9 @@ def configure_threads(threads: int | None) -> None:
 def _interrupt_once(_signum: int, _frame: object) -> None:
     """Ctrl-C reaches a worker twice (the terminal's process group, then the launcher passing it on): the first
     stops the trial, later ones are ignored so they cannot cut short the write that records it FAIL."""
-    STOP_REQUESTED.set()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
+    STOP_REQUESTED.set()
     _set_parent_death_signal(signal.SIGKILL)  # SIGTERM is ignored from now on: a dead launcher must still end us
     raise KeyboardInterrupt
 
@@ -92,6 +109,24 @@ def stop_cleanly_on_ctrl_c() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _interrupt_once)
+    if not isinstance(sys.unraisablehook, _QuietSwallowedStop):
+        sys.unraisablehook = _QuietSwallowedStop(sys.unraisablehook)
+
+
+class _QuietSwallowedStop:
+    """`sys.unraisablehook`: a stop's KeyboardInterrupt that Python had to drop (it landed in a garbage-collector
+    callback) is one log line, not an "Exception ignored" traceback; STOP_REQUESTED still ends the trial. Anything
+    else goes to the hook that was there before."""
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and STOP_REQUESTED.is_set():
+            logger.info("stop signal received; the running trial ends FAIL at the next check (a training batch, "
+                        "the end of training, the next trial)")
+            return
+        self.previous(unraisable)
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -229,7 +264,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
 
     def guarded(trial: optuna.trial.Trial) -> float:
         lock.release()  # the trial exists: others may create theirs
-        _stop_if_asked()
+        stop_if_asked()
         try:
             check_budget(study, trial, budget)  # the safety net for storages without a lock
         except BudgetReached as exc:
@@ -242,7 +277,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     ran, outage = 0, worker_outage()
     try:
         while deadline is None or time.time() < deadline:
-            _stop_if_asked()
+            stop_if_asked()
             try:
                 step = _step(study, budget, lock, guarded, gc_after_trial, callbacks)
             except Exception as exc:
@@ -256,6 +291,7 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
             if step == "ran":
                 ran += 1
                 if recycle and ran >= recycle and on_recycle is not None:
+                    stop_if_asked()  # a recycled process would inherit the ignored signals, not the flag
                     lock.close()
                     on_recycle(ran)
         else:
@@ -265,8 +301,8 @@ def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.tri
     return ran
 
 
-def _stop_if_asked() -> None:
-    """A stop signal whose KeyboardInterrupt was swallowed (see STOP_REQUESTED) stops the worker here."""
+def stop_if_asked() -> None:
+    """A stop signal whose KeyboardInterrupt was dropped (see StopFlag) stops the trial or the worker here."""
     if STOP_REQUESTED.is_set():
         raise KeyboardInterrupt("stop requested")
 

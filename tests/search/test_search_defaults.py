@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from hpsearch.errors import UsageError
 from hpsearch.search.spec import StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -118,3 +119,16 @@ def test_sampler_options_add_to_a_spec_file(tmp_path) -> None:
     path.write_text("study: s\nmodel: cnn\nsampler_options: {n_startup_trials: 3}\n")
     spec = StudySpec.load(path, {"sampler_options": {"multivariate": False}})
     assert spec.sampler_options == {"n_startup_trials": 3, "multivariate": False}
+
+
+def test_an_unknown_sampler_option_names_only_the_options_a_user_can_give() -> None:
+    """The list leaves out what the check would refuse next: functions (no spec holds them) and options Optuna
+    deprecates (they warn when given, and would break stored studies at Optuna 6)."""
+    with pytest.raises(UsageError) as caught:
+        _spec(sampler_options={"n_startup": 5})
+    listed = str(caught.value).split("its options: ")[1].split(", ")
+    assert {"n_startup_trials", "n_ei_candidates", "multivariate", "group", "constant_liar"} <= set(listed)
+    assert not {"gamma", "weights", "constraints_func", "consider_prior", "prior_weight"} & set(listed)
+    for name in listed:  # each one named is taken
+        value = {"n_startup_trials": 4, "n_ei_candidates": 8, "group": False}.get(name, True)
+        _spec(sampler_options={name: value})
