@@ -28,7 +28,7 @@ test: install-dev
 	$(BIN)/python -m pytest
 
 test-slow: install-dev
-	$(BIN)/python -m pytest -m "integration or slow or postgres or browser"
+	$(BIN)/python -m pytest -m "integration or slow or postgres or browser" --durations=25
 
 # All benchmarks, one after another (hours on 2 cores); Markdown and plots land in benchmarks/out/.
 # Smaller runs: see each script's --help and the commands in BENCHMARKS.md.

@@ -47,7 +47,7 @@ def test_a_dropped_stop_interrupt_is_one_line_and_other_dropped_errors_still_sho
     proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "went on" in proc.stdout
-    assert "stop signal received; the trial ends at its next training batch" in proc.stderr
+    assert "stop signal received; the running trial ends FAIL at the next check" in proc.stderr
     assert "KeyboardInterrupt" not in proc.stderr, proc.stderr
     assert "ZeroDivisionError: a real bug" in proc.stderr and "Exception ignored" in proc.stderr
 
