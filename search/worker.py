@@ -36,6 +36,7 @@ WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for
 PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
 _PR_SET_PDEATHSIG = 1
 
+
 class StopFlag:
     """Set by the first stop signal. The KeyboardInterrupt that signal raises can land inside a garbage-collector
     callback, where Python prints it ("Exception ignored in ...") and goes on: the trial would keep training until
