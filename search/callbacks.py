@@ -63,8 +63,14 @@ class StopWhenSet(keras.callbacks.Callback):
 
     A stop signal raises KeyboardInterrupt wherever the worker is, and when that is a garbage-collector callback
     Python prints it and goes on; the signal handler also sets the flag this reads, so the trial still stops
-    (ending FAIL, resumable) within a batch. One flag read per batch; batch callbacks run in step with the loop.
+    (ending FAIL, resumable) within a batch. One flag read per batch.
+
+    `async_safe`: on backends where Keras dispatches batch callbacks on a thread (JAX, torch), this callback does
+    not turn that off; the interrupt raised there reaches the loop when Keras collects the callback's result, at
+    the next batch or at the loop's end. TensorFlow always calls them in step.
     """
+
+    async_safe = True
 
     def __init__(self, should_stop: Callable[[], bool]) -> None:
         super().__init__()
