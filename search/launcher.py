@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import secrets
 import signal
@@ -18,7 +19,14 @@ from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.search.resources import LEARNING_SAMPLERS, WORKER_MEMORY_GB, Plan, plan, single_thread_cost
 from hpsearch.search.service import Progress, StudyService
 from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
-from hpsearch.search.worker import DEFAULT_RECYCLE, THREADS_ENV, WORKER_INDEX_ENV
+from hpsearch.search.worker import (
+    AWAIT_GO_ENV,
+    DEFAULT_RECYCLE,
+    EARLY_START_ENV,
+    PARENT_PID_ENV,
+    THREADS_ENV,
+    WORKER_INDEX_ENV,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -214,6 +222,61 @@ def _spawn(index: int, serial: int, args: list[str], env: dict[str, str], log_di
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+class _EarlyWorkers:
+    """Workers started before the launcher's checks, so that their imports (about half of the time to a first
+    trial) overlap them: each waits for its go (`worker.await_launcher`). One when `--workers auto` decides the
+    count after the checks, all of them when the user gave it; none with GPUs (each needs its device before
+    TensorFlow loads) or with HPSEARCH_EARLY_START=0."""
+
+    def __init__(self, count: int, args: list[str]) -> None:
+        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+                    PARENT_PID_ENV: str(os.getpid()), AWAIT_GO_ENV: "1"}
+        self.waiting: list[subprocess.Popen[bytes]] = []
+        if os.environ.get(EARLY_START_ENV) == "0":
+            return
+        for _ in range(count):
+            self.waiting.append(subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", *args], env=self.env,
+                                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL))
+
+    def hand_over(self, index: int, serial: int, env: dict[str, str], log_dir: Path
+                  ) -> subprocess.Popen[bytes] | None:
+        """A waiting worker, told to run as worker `index` with `env` (what differs from the environment it
+        started with goes down its stdin: the storage URL never reaches a command line) and its log file; None
+        when none is left alive (a normal start replaces it)."""
+        while self.waiting:
+            proc = self.waiting.pop(0)
+            if proc.poll() is not None or proc.stdin is None:
+                _discard(proc)
+                continue
+            changed = {k: v for k, v in env.items() if self.env.get(k) != v}
+            go = {"env": {**changed, WORKER_INDEX_ENV: str(serial)}, "log": str(log_dir / f"worker-{index}.log")}
+            try:
+                proc.stdin.write(json.dumps(go).encode() + b"\n")
+                proc.stdin.close()
+            except OSError:  # it died between the poll and the write
+                _discard(proc)
+                continue
+            return proc
+        return None
+
+    def discard(self) -> None:
+        """Ends the workers that never got a go (they hold no trial and nothing in the storage)."""
+        while self.waiting:
+            _discard(self.waiting.pop())
+
+
+def _discard(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stdin is not None and not proc.stdin.closed:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
 def open_or_create(spec: StudySpec, storage_url: str, enqueue_defaults: bool = False,
                    heartbeat_interval: int | None = None, grace_period: int | None = None,
                    warm_start: str | None = None) -> tuple[optuna.Study, bool]:
@@ -254,18 +317,20 @@ def check_worker_options(heartbeat_interval: int | None, grace_period: int | Non
 
 
 def plan_workers(workers: int | None, threads: int | None, left: int, console: Console,
-                 seconds_left: float | None = None, trial_cost: float | None = None, learning: bool = False) -> Plan:
+                 seconds_left: float | None = None, trial_cost: float | None = None, learning: bool = False,
+                 memory_gb: float | None = None) -> Plan:
     """Workers x threads for this launch: the user's `workers`/`threads` when given (never more workers than
     trials left; more than the cores with a warning of what it costs), else `resources.plan`'s choice from the
     trials left, the time left, the single-thread cost of a trial measured so far (None: not yet) and whether the
-    sampler learns from results."""
+    sampler learns from results; `memory_gb` the memory available to workers (default: read now)."""
     from hpsearch.search.worker import available_cores
 
     left = max(1, left)
     cores = available_cores()
     if workers is None:
         chosen = plan(cores, left, seconds_left=seconds_left, trial_cost=trial_cost,
-                      memory_gb=available_memory_gb(), threads=threads, learning=learning)
+                      memory_gb=memory_gb if memory_gb is not None else available_memory_gb(), threads=threads,
+                    learning=learning)
         console.print(f"workers: {chosen.workers} x {chosen.threads} thread(s) ({chosen.reason}; --workers N "
                       "to choose)", highlight=False)
         return chosen
@@ -367,24 +432,34 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
 
     location = artifact_location(storage_url, artifacts)
     logs = _check_artifacts(location)  # before the study exists: an unusable artifact store is a usage error
-    study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period, warm_start)
-    log_dir = prepare_output_dir(logs / safe_filename(spec.study), (), flag="--artifacts")
-    before = measure(study, spec, workers or 1)
-    workers, threads = _plan(study, spec, before, workers or (len(gpus) if gpus else None), threads, console)
-    env = _worker_env(storage_url, location, threads)
     args = ["--study", spec.study, "--recycle", str(recycle),
             *(["--heartbeat-interval", str(heartbeat_interval)] if heartbeat_interval else []),
             *(["--grace-period", str(grace_period)] if grace_period else [])]
-    console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
-                  f"{before.done}/{spec.trials} trials done; starting {workers} worker(s) x {threads} thread(s); "
-                  f"logs in {log_dir}")
-    base = first_worker_number(fresh)
-    previous = _catch_stop_signals()
+    memory = available_memory_gb()  # before the early workers take their share
+    early = _EarlyWorkers(0 if gpus else min(workers or 1, spec.trials), args)
     procs: dict[int, subprocess.Popen[bytes]] = {}
+    try:
+        study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period,
+                                      warm_start)
+        log_dir = prepare_output_dir(logs / safe_filename(spec.study), (), flag="--artifacts")
+        before = measure(study, spec, workers or 1)
+        workers, threads = _plan(study, spec, before, workers or (len(gpus) if gpus else None), threads, console,
+                                 memory)
+        env = _worker_env(storage_url, location, threads)
+        console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
+                      f"{before.done}/{spec.trials} trials done; starting {workers} worker(s) x {threads} "
+                      f"thread(s); logs in {log_dir}")
+        base = first_worker_number(fresh)
+        previous = _catch_stop_signals()
+    except BaseException:  # a check failed, or Ctrl-C: the early workers go too
+        early.discard()
+        raise
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     try:
         spawn = functools.partial(_spawn, args=args, env=env, log_dir=log_dir, gpus=gpus)
-        procs.update({i: spawn(i, base + i) for i in range(workers)})
+        for i in range(workers):
+            procs[i] = early.hand_over(i, base + i, env, log_dir) or spawn(i, base + i)
+        early.discard()  # a resumed study with fewer trials left than workers asked for
         if live:
             live.start()
         _watch(study, spec, procs, workers, base, spawn, log_dir, console, live)
@@ -392,9 +467,11 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
         name = exc.args[0] if isinstance(exc, _Terminated) else "interrupted"
         console.print(f"[yellow]{name}: stopping the workers (running trials end FAIL; run the same command "
                       "again to resume)[/]")
+        early.discard()
         _stop_workers(procs)
         raise
     except BaseException:  # the launcher gives up (storage gone too long, a bug): no worker outlives it
+        early.discard()
         _stop_workers(procs)
         raise
     finally:
@@ -406,19 +483,17 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
 
 
 def _plan(study: optuna.Study, spec: StudySpec, before: Progress, workers: int | None, threads: int | None,
-          console: Console) -> tuple[int, int]:
+          console: Console, memory_gb: float | None = None) -> tuple[int, int]:
     """Workers x threads for this launch (`plan_workers` on what the study has measured so far)."""
     chosen = plan_workers(workers, threads, spec.trials - before.done - before.running, console,
                           StudyService(study, spec).seconds_left(), _trial_cost(study),
-                          learning=spec.sampler in LEARNING_SAMPLERS)
+                          learning=spec.sampler in LEARNING_SAMPLERS, memory_gb=memory_gb)
     return chosen.workers, chosen.threads
 
 
 def _worker_env(storage_url: str, location: ArtifactLocation, threads: int) -> dict[str, str]:
     """The workers' environment: the storage URL (never on a command line), artifacts, threads, quiet TensorFlow,
     the launcher's pid (they stop when it dies)."""
-    from hpsearch.search.worker import PARENT_PID_ENV
-
     return {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(location),
             THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
             PARENT_PID_ENV: str(os.getpid())}

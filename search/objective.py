@@ -59,9 +59,18 @@ def worker_id() -> str:
 
 
 def worker_threads() -> int:
-    """The threads this process trains with: its configured cap, else every core it may use."""
+    """The threads this process trains with: TensorFlow's own setting (what it applied, not what was asked), else
+    the configured cap, else every core it may use."""
+    import keras
+
     from hpsearch.search.worker import available_cores
 
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        applied = tf.config.threading.get_intra_op_parallelism_threads()
+        if applied > 0:
+            return int(applied)
     configured = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     return int(configured) if configured.isdigit() and int(configured) > 0 else available_cores()
 

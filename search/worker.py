@@ -34,6 +34,8 @@ THREADS_ENV = "HPSEARCH_THREADS"
 _RAN_ENV = "HPSEARCH_WORKER_TRIALS_RUN"  # carried across a recycling exec
 WORKER_INDEX_ENV = "HPSEARCH_WORKER_INDEX"  # set by the launcher: 0, 1, ... for each worker it starts
 PARENT_PID_ENV = "HPSEARCH_LAUNCHER_PID"  # set by the launcher: its workers stop when it dies
+AWAIT_GO_ENV = "HPSEARCH_AWAIT_GO"  # set by the launcher on the workers it starts before its checks end
+EARLY_START_ENV = "HPSEARCH_EARLY_START"  # "0": the launcher starts its workers only after its checks
 _PR_SET_PDEATHSIG = 1
 
 
@@ -150,6 +152,30 @@ def die_with_launcher() -> None:
         return
     if str(os.getppid()) != parent:  # the launcher died before the request took effect
         raise KeyboardInterrupt
+
+
+def await_launcher() -> None:
+    """In a worker the launcher started early (while it checks a new study's spec and creates it): loads what
+    training needs (TensorFlow, Keras, Optuna: seconds that now overlap the launcher's checks), then waits for the
+    launcher's go, one JSON line on stdin with the environment to run with (storage, threads, worker number) and
+    the log file to write to. An empty line or the end of stdin (the checks failed, the launcher stopped) ends the
+    process quietly. Does nothing in a worker started any other way, and a recycled one does not wait again."""
+    if os.environ.pop(AWAIT_GO_ENV, None) != "1" or not os.environ.get(PARENT_PID_ENV):
+        return
+    import json
+
+    die_with_launcher()  # and a launcher already gone ends this one
+    import hpsearch.search.objective  # noqa: F401 - the imports worth starting early
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise SystemExit(0)
+    go = json.loads(line)
+    os.environ.update(go["env"])
+    log = os.open(go["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for fd in (1, 2):
+        os.dup2(log, fd)
+    os.close(log)
 
 
 def sampler_seed_offset() -> int:

@@ -182,8 +182,9 @@ def register_worker(subparsers: Subparsers) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from hpsearch.search.launcher import check_worker_options
-    from hpsearch.search.worker import run_worker
+    from hpsearch.search.worker import await_launcher, run_worker
 
+    await_launcher()
     check_worker_options(args.heartbeat_interval, args.grace_period)
     log_with_secrets_masked()
     ran = run_worker(args.study, args.storage, recycle=args.recycle, threads=args.threads, artifacts=args.artifacts,
