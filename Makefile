@@ -40,5 +40,6 @@ benchmarks: install-dev
 	$(BIN)/python benchmarks/search_race.py --data-dir $(DATA_DIR) | tee benchmarks/out/race.md
 	$(BIN)/python benchmarks/storage.py | tee benchmarks/out/storage.md
 	$(BIN)/python benchmarks/workers_plan.py --data-dir $(DATA_DIR) | tee benchmarks/out/workers_plan.md
+	$(BIN)/python benchmarks/startup.py --data-dir $(DATA_DIR) | tee benchmarks/out/startup.md
 	$(BIN)/python benchmarks/commands.py | tee benchmarks/out/commands.md
 	$(BIN)/python benchmarks/proxy.py | tee benchmarks/out/proxy.md

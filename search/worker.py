@@ -89,7 +89,8 @@ def configure_threads(threads: int | None) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
         except RuntimeError:  # TensorFlow already initialised in this process: the env vars apply next time
-            pass
+            logger.warning("TensorFlow started before its threads could be set to %d: this process trains with "
+                           "its default; a recycled process applies the setting", threads)
 
 
 def _interrupt_once(_signum: int, _frame: object) -> None:
