@@ -229,8 +229,7 @@ class _EarlyWorkers:
     TensorFlow loads) or with HPSEARCH_EARLY_START=0."""
 
     def __init__(self, count: int, args: list[str]) -> None:
-        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
-                    PARENT_PID_ENV: str(os.getpid()), AWAIT_GO_ENV: "1"}
+        self.env = {**_launcher_child_env(), AWAIT_GO_ENV: "1"}
         self.waiting: list[subprocess.Popen[bytes]] = []
         if os.environ.get(EARLY_START_ENV) == "0":
             return
@@ -330,7 +329,7 @@ def plan_workers(workers: int | None, threads: int | None, left: int, console: C
     if workers is None:
         chosen = plan(cores, left, seconds_left=seconds_left, trial_cost=trial_cost,
                       memory_gb=memory_gb if memory_gb is not None else available_memory_gb(), threads=threads,
-                    learning=learning)
+                      learning=learning)
         console.print(f"workers: {chosen.workers} x {chosen.threads} thread(s) ({chosen.reason}; --workers N "
                       "to choose)", highlight=False)
         return chosen
@@ -491,12 +490,17 @@ def _plan(study: optuna.Study, spec: StudySpec, before: Progress, workers: int |
     return chosen.workers, chosen.threads
 
 
+def _launcher_child_env() -> dict[str, str]:
+    """Every worker's environment before its study is known: quiet TensorFlow, unbuffered output, the launcher's
+    pid (they stop when it dies)."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
+
+
 def _worker_env(storage_url: str, location: ArtifactLocation, threads: int) -> dict[str, str]:
-    """The workers' environment: the storage URL (never on a command line), artifacts, threads, quiet TensorFlow,
-    the launcher's pid (they stop when it dies)."""
-    return {**os.environ, "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(location),
-            THREADS_ENV: str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
-            PARENT_PID_ENV: str(os.getpid())}
+    """The workers' environment: `_launcher_child_env` with the storage URL (never on a command line), the
+    artifacts and the threads."""
+    return {**_launcher_child_env(), "HPSEARCH_STORAGE": storage_url, "HPSEARCH_ARTIFACTS": str(location),
+            THREADS_ENV: str(threads)}
 
 
 def _check_counts(workers: int | None, threads: int | None, heartbeat_interval: int | None,
