@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workers_plan import PARAMS  # the published CNN configuration, as the workers benchmark runs it
+
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = {"filters_1": 128, "filters_2": 192, "units": 256, "optimizer": "adam", "learning_rate": 1e-3}
 MODES = {"early start (default)": {}, "after the checks (HPSEARCH_EARLY_START=0)": {"HPSEARCH_EARLY_START": "0"}}
 
 
