@@ -14,6 +14,8 @@ Methods:
   hpsearch-random (extra) `hpsearch run --sampler random`: does TPE earn its place at these budgets?
   hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
   hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
+  hpsearch-cost   (extra) `--cost-aware`: the sampler weighs each configuration's cost (search/cost.py)
+  hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the default before cost-aware sampling)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -51,7 +53,8 @@ METHODS = ("hpsearch", "kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-h
 EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1"], "hpsearch-2w": ["--workers", "2"],
                "hpsearch-random": ["--sampler", "random"],
                "hpsearch-s4": ["--sampler-option", "n_startup_trials=4"],
-               "hpsearch-uni": ["--sampler-option", "multivariate=false"]}
+               "hpsearch-uni": ["--sampler-option", "multivariate=false"],
+               "hpsearch-cost": ["--cost-aware"], "hpsearch-nocost": ["--no-cost-aware"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
@@ -279,7 +282,8 @@ def _median_spread(values: list[float | None], fmt: str, missing: str = "not rea
 COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "tab:olive", "kt-hyperband": "tab:red",
            "kt-random": "tab:orange",
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
-           "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink"}
+           "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
+           "hpsearch-nocost": "tab:blue"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:

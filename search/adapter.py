@@ -124,12 +124,17 @@ def build_from_values(builder: BuilderLike, values: Mapping[str, Any]) -> tuple[
     return model, dict(hp.values)
 
 
-def optuna_distributions(builder: BuilderLike, fixed: Mapping[str, Any] | None = None
+def optuna_distributions(builder: BuilderLike, fixed: Mapping[str, Any] | None = None, with_training: bool = False
                          ) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The Optuna distributions of every hyperparameter the builder declares (active at the defaults or not)."""
+    """The Optuna distributions of every hyperparameter the builder declares (active at the defaults or not), as
+    a trial suggests them; `with_training` adds the training hyperparameters (batch size, epochs...)."""
 
     hp = keras_tuner.HyperParameters()
     as_build_function(builder)(hp)
+    if with_training:
+        from hpsearch.models import training_config
+
+        training_config(hp)
     fixed = fixed or {}
     dists: dict[str, optuna.distributions.BaseDistribution] = {}
     for p in hp.space:
@@ -143,6 +148,8 @@ def _distribution(p: hp_module.HyperParameter) -> optuna.distributions.BaseDistr
     import optuna.distributions as d
 
     kind = type(p).__name__
+    if kind in ("Int", "Float") and p.sampling == "log" and p.step not in (None, 1):
+        return d.CategoricalDistribution(geometric_values(p))  # as OptunaHyperParameters suggests it
     if kind == "Int":
         if p.sampling == "log":
             return d.IntDistribution(p.min_value, p.max_value, log=True)

@@ -18,6 +18,7 @@ from hpsearch.errors import HpsearchError, TrialFailed
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
 from hpsearch.search.callbacks import OptunaReportCallback, StopWhenSet
+from hpsearch.search.cost import model_macs
 from hpsearch.search.ranking import best_of, better
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
@@ -90,6 +91,13 @@ class Objective:
                                               **spec.model_options)
         self.fixed = spec.fixed_values()
 
+    def attach_cost(self, sampler: optuna.samplers.BaseSampler) -> None:
+        """Lets a cost-aware sampler (search/cost.py) build this objective's models to rank configurations."""
+        from hpsearch.search.cost import attach_cost
+
+        if attach_cost(sampler, self.builder, self.fixed):
+            logger.info("sampling weighs each configuration's cost (its model's multiply-accumulates x epochs)")
+
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """Trains one configuration; any error of the builder, the model or the data fails this trial alone, with
         its reason (`fail_reason`) and the last frames of its traceback (`fail_traceback`) on the trial."""
@@ -137,6 +145,9 @@ class Objective:
         trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
         trial.set_user_attr("parameters", result.parameters)
+        macs = model_macs(model)
+        if macs:
+            trial.set_user_attr("macs", macs)  # multiply-accumulates per image: what cost-aware sampling ranks
         if result.test_seconds is not None:
             trial.set_user_attr("test_seconds", round(result.test_seconds, 2))
         if reporter.pruned_at is not None:

@@ -75,6 +75,9 @@ class StudySpec:
     # at the epoch `metric` chose) or one of MODEL_OBJECTIVES. The study then keeps a Pareto front; Optuna cannot
     # prune several objectives, so such a study runs without a pruner.
     objectives: list[str] = field(default_factory=list)
+    # Weigh a configuration's cost when sampling (search/cost.py); None: on for a study with a time budget and one
+    # objective, where a cheaper trial buys time for another.
+    cost_aware: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -256,7 +259,7 @@ class StudySpec:
                  "validation_split": float, "timeout": float, "study": str, "model": str, "dataset": str,
                  "sampler": str, "pruner": str, "metric": str, "direction": str, "data_dir": str,
                  "fixed": dict, "search_training": list, "model_options": dict, "objectives": list,
-                 "sampler_options": dict}
+                 "sampler_options": dict, "cost_aware": bool}
         for key, value in data.items():
             expected = types.get(key)
             if value is None or expected is None:
@@ -339,6 +342,10 @@ class StudySpec:
             seed = self.seed  # QMC numbers its points by trial: one shared seed keeps workers on one sequence
         options.update(self.sampler_options)
         sampler_class = getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])
+        if self.sampler == "tpe" and self.weighs_cost():
+            from hpsearch.search.cost import CostAwareTPESampler
+
+            sampler_class = CostAwareTPESampler
         with warnings.catch_warnings():  # TPE's options are stable in use; Optuna still flags them experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if self.sampler != "grid":
@@ -346,6 +353,13 @@ class StudySpec:
             if search_space is None:
                 raise UsageError("the grid sampler needs the search space")
             return sampler_class(search_space, seed=seed, **options)
+
+    def weighs_cost(self) -> bool:
+        """Whether the TPE sampler weighs each configuration's cost: as `cost_aware` says, else on a time budget
+        with a single objective."""
+        if self.cost_aware is not None:
+            return bool(self.cost_aware)
+        return self.timeout is not None and not self.multi_objective
 
     def tpe_startup_trials(self) -> int:
         """Random trials before TPE models the results: a tenth of the budget, at least 4, at most 10."""

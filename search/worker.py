@@ -266,6 +266,7 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
                              "for it (check the URL if it never answers)")
     study, spec = starting.wait_out(join)
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
+    objective.attach_cost(study.sampler)
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback

@@ -240,6 +240,7 @@ def spec_from_args(args: argparse.Namespace, storage_url: str | None = None) -> 
         "search_training": args.search_training.split(",") if args.search_training else None,
         "model_options": {"weights": args.weights} if args.weights else None,
         "objectives": getattr(args, "objective", None) or None,
+        "cost_aware": getattr(args, "cost_aware", None),
     }
     return StudySpec.load(args.spec, overrides, base)
 
@@ -274,6 +275,9 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler-option", action="append", metavar="NAME=VALUE",
                    help="an option of the sampler's Optuna constructor (repeatable), e.g. n_startup_trials=5 or "
                    "multivariate=false for tpe")
+    p.add_argument("--cost-aware", action=argparse.BooleanOptionalAction, default=None,
+                   help="tpe: of equally promising configurations, train the cheaper (the model's size times its "
+                   "epochs); default: on with --timeout, where a cheaper trial buys time for another")
     p.add_argument("--pruner", help="successive-halving (default: rungs at epochs 1, 3, 9...), hyperband, median "
                    "or none")
     p.add_argument("--seed", type=int, help="sampler and data seed (default 0)")
