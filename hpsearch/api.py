@@ -167,7 +167,8 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
         artifacts: the artifact directory (default: beside the SQLite file).
         verbose: a line per finished trial (Optuna's log) or, with workers, the live progress display.
         **spec: any other study setting: metric, direction, sampler, sampler_options={...}, pruner, seed, train_size,
-            validation_split, batch_size, timeout, fixed={...}, model_options={...}.
+            validation_split, batch_size, timeout, fixed={...}, model_options={...}, cost_aware (default: on
+            with a timeout).
 
     Raises:
         UsageError: a builder or data the chosen mode cannot use, and every check `hpsearch run` makes.
