@@ -18,9 +18,11 @@ nothing. `--cost-aware` / `--no-cost-aware` decide otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -45,6 +47,7 @@ COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamm
 # ranked cheaper than a 32 / 224 one and trained 2.2x slower (20 s against 9 s an epoch); with this weight the
 # predicted ratios of epoch times to the smallest model's were within 30% of the measured ones.
 ACTIVATION_WEIGHT = 100
+MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
 
 
 def model_macs(model: keras.Model) -> int | None:
@@ -85,18 +88,19 @@ def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def _layer_sizes(model: keras.Model) -> list[tuple[int, int, int]] | None:
-    """(trainable weights, positions they slide over, output numbers) per layer, per example."""
+    """(weights, positions they slide over, output numbers) per layer, per example. Frozen weights count: a frozen
+    backbone's forward pass costs as much."""
     sizes = []
     try:
         for layer in _leaf_layers(model):
             outputs = layer.output
             shapes = [o.shape for o in (outputs if isinstance(outputs, list | tuple) else [outputs])]
             numbers = sum(int(np.prod([d or 1 for d in shape[1:]])) for shape in shapes)
-            weights = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+            weights = sum(int(np.prod(w.shape)) for w in layer.weights)
             shape = shapes[0]
             positions = int(np.prod([d or 1 for d in shape[1:-1]])) if len(shape) > 2 else 1
             sizes.append((weights, positions, numbers))
-    except (AttributeError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - a layer whose output is unknown (a subclassed model): cost unknown
         return None
     return sizes
 
@@ -104,18 +108,26 @@ def _layer_sizes(model: keras.Model) -> list[tuple[int, int, int]] | None:
 class ModelCost:
     """A configuration's relative training cost: its model's cost per image (`model_cost`) times its epochs.
 
-    Builds the model the configuration gives (the study's fixed values beside it) and caches the answer; None when
-    the builder fails on it or the model's size cannot be read (the sampler then draws as if cost were equal)."""
+    Builds the model the configuration gives (the study's fixed values beside it) and caches the answer by the
+    values of `relevant` hyperparameters only (those that change the model: a learning rate does not), so most
+    candidates after the first trials cost a dictionary look-up. None when the builder fails on the configuration
+    or the model's size cannot be read. A build leaves Python's and NumPy's random state as it found it: the trial
+    being built beside it (Optuna samples on the builder's first suggest) keeps the weights its seed gives.
+    """
 
-    def __init__(self, builder: BuilderLike, fixed: Mapping[str, Any], cache_size: int = 2048) -> None:
+    def __init__(self, builder: BuilderLike, fixed: Mapping[str, Any], relevant: set[str] | None = None,
+                 cache_size: int = 4096) -> None:
         self.builder = builder
         self.fixed = dict(fixed)
+        self.relevant = relevant
         self.cache: dict[tuple[tuple[str, str], ...], float | None] = {}
         self.cache_size = cache_size
+        self.builds = 0
+        self.build_seconds = 0.0
 
     def __call__(self, params: Mapping[str, Any]) -> float | None:
         values = {**params, **self.fixed}
-        key = tuple(sorted((k, repr(v)) for k, v in values.items()))
+        key = tuple(sorted((k, repr(v)) for k, v in values.items() if self.relevant is None or k in self.relevant))
         if key not in self.cache:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
@@ -123,18 +135,45 @@ class ModelCost:
         return self.cache[key]
 
     def _measure(self, values: dict[str, Any]) -> float | None:
+        import random
+        import time
+
         from hpsearch.models import training_config
         from hpsearch.search.adapter import as_build_function, values_hyperparameters
 
         hp = values_hyperparameters(values)
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        start = time.perf_counter()
         try:
             model = as_build_function(self.builder)(hp)
             epochs = training_config(hp).epochs
+            cost = model_cost(model)
         except Exception as exc:  # noqa: BLE001 - the trial itself reports a builder's error; here cost is unknown
             logger.debug("cost of %s unknown: %s", values, exc)
             return None
-        cost = model_cost(model)
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+            self.builds += 1
+            self.build_seconds += time.perf_counter() - start
         return cost * max(1, int(epochs)) if cost else None
+
+    def find_relevant(self, space: Mapping[str, BaseDistribution], conditional: set[str]) -> set[str]:
+        """The hyperparameters that change the cost: each moved alone from the builder's defaults to both ends of
+        its range (two builds each); a conditional one (perhaps inactive at the defaults) always counts."""
+        self.relevant = None
+        base = self({})
+        relevant = set(conditional)
+        for name, dist in space.items():
+            if name in relevant:
+                continue
+            choices = getattr(dist, "choices", None)
+            ends = (choices[0], choices[-1]) if choices else (dist.low, dist.high)
+            if base is None or any(self({name: value}) != base for value in ends):
+                relevant.add(name)
+        self.relevant = relevant
+        self.cache.clear()
+        return relevant
 
 
 class CostAwareTPESampler(TPESampler):
@@ -182,14 +221,19 @@ class CostAwareTPESampler(TPESampler):
     def _cheapest_random(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                          search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         assert self.cost is not None
+        fixed = dict(trial.system_attrs.get("fixed_params") or {})  # an enqueued or warm-started configuration
+        free = {name: dist for name, dist in search_space.items() if name not in fixed}
+        if not free:
+            return {}
         best: dict[str, Any] = {}
         best_cost = math.inf
-        for _ in range(max(1, self.startup_candidates)):
-            candidate = {name: self._random_sampler.sample_independent(study, trial, name, dist)
-                         for name, dist in search_space.items()}
-            cost = self.cost(candidate)
-            if not best or (cost is not None and cost < best_cost):
-                best, best_cost = candidate, (cost if cost is not None else math.inf)
+        with _collecting(self.cost):
+            for _ in range(max(1, self.startup_candidates)):
+                candidate = {name: self._random_sampler.sample_independent(study, trial, name, dist)
+                             for name, dist in free.items()}
+                cost = self.cost({**candidate, **fixed})
+                if not best or (cost is not None and cost < best_cost):
+                    best, best_cost = candidate, (cost if cost is not None else math.inf)
         return best
 
     def _sample(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
@@ -204,35 +248,69 @@ class CostAwareTPESampler(TPESampler):
         space: Mapping[str, BaseDistribution] | None = getattr(mpe_below, "_search_space", None)
         if self.cost is None or not space or not samples or len(ratios) < 2:
             return ratios
+        relevant = getattr(self.cost, "relevant", None)
+        if relevant is not None and not relevant & set(samples):
+            return ratios  # e.g. the learning rate alone (univariate TPE, or a group of its own): the cost is one
         order = np.argsort(-ratios)[:max(1, self.cost_candidates)]
-        costs = []
-        for index in order:
-            params = {name: space[name].to_external_repr(samples[name][index]) for name in space if name in samples}
-            costs.append(self.cost(params))
-        if any(c is None or c <= 0 for c in costs):
-            return ratios  # a cost unknown: no comparison is fair
+        with _collecting(self.cost):
+            costs = [self.cost({name: space[name].to_external_repr(samples[name][index])
+                                for name in space if name in samples}) for index in order]
+        known = [c for c in costs if c is not None and c > 0]
+        if not known:
+            return ratios  # no cost known: TPE as it is
         # TPE's expected improvement is proportional to 1 / (gamma + (1 - gamma) g(x) / l(x)) (Bergstra et al.,
         # 2011): it grows with l / g but never past 1 / gamma, so a candidate far likelier among the good trials
         # is not worth any price. Improvement per unit of cost: log EI - weight x log(relative cost).
         n = max(1, getattr(self, "_finished", 0))
         gamma = min(0.5, max(1, self._gamma(n)) / n) if self._gamma is not None else 0.1
         log_ei = -np.log(gamma + (1 - gamma) * np.exp(-np.clip(ratios[order], -50, 50)))
-        log_costs = np.log(np.asarray(costs, dtype=float))
+        # A candidate whose model does not build (its trial would fail) is never preferred.
+        log_costs = np.log(np.asarray([c if c is not None and c > 0 else np.nan for c in costs], dtype=float))
         weighed = np.full_like(ratios, -np.inf, dtype=float)
-        weighed[order] = log_ei - self.cost_weight * (log_costs - log_costs.mean())
+        weighed[order] = np.nan_to_num(log_ei - self.cost_weight * (log_costs - np.nanmean(log_costs)), nan=-np.inf)
         return weighed
 
 
+@contextlib.contextmanager
+def _collecting(cost: Any) -> Iterator[None]:
+    """Frees the models built for their cost at once (Keras models hold reference cycles, which only a full
+    collection frees) rather than during the trial's training."""
+    before = getattr(cost, "builds", 0)
+    try:
+        yield
+    finally:
+        if getattr(cost, "builds", 0) != before:
+            gc.collect()
+
+
 def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixed: Mapping[str, Any]) -> bool:
-    """Gives a cost-aware sampler its cost function and the builder's space; True when the sampler weighs cost."""
+    """Gives a cost-aware sampler its cost function and the builder's space; True when the sampler weighs cost.
+
+    Off, with the reason in the log, when the builder's space cannot be read or its models take more than
+    MAX_BUILD_SECONDS each to build (weighing 24 candidates would then cost more than it saves)."""
     if not isinstance(sampler, CostAwareTPESampler):
         return False
-    from hpsearch.search.adapter import optuna_distributions
+    import keras_tuner
+
+    from hpsearch.search.adapter import as_build_function, optuna_distributions
 
     try:
         space = optuna_distributions(builder, fixed, with_training=True)
+        hp = keras_tuner.HyperParameters()
+        as_build_function(builder)(hp)
+        conditional = {p.name for p in hp.space if p.conditions}
     except Exception as exc:  # noqa: BLE001 - the first trial reports a builder that fails; draws stay blind
         logger.warning("cost-aware sampling off: the builder's space cannot be read (%s)", exc)
         return False
-    sampler.attach(ModelCost(builder, fixed), space)
+    cost = ModelCost(builder, fixed)
+    with _collecting(cost):
+        relevant = cost.find_relevant({n: d for n, d in space.items() if not d.single()}, conditional)
+    seconds = cost.build_seconds / max(1, cost.builds)
+    if seconds > MAX_BUILD_SECONDS:
+        logger.warning("cost-aware sampling off: a model takes %.1f s to build (more than %.1f s), so weighing "
+                       "candidates would cost more time than it saves", seconds, MAX_BUILD_SECONDS)
+        return False
+    sampler.attach(cost, space)
+    logger.info("cost-aware sampling: %s change a model's cost (%.2f s a build)", ", ".join(sorted(relevant))
+                or "no hyperparameter", seconds)
     return True

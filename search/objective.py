@@ -95,8 +95,7 @@ class Objective:
         """Lets a cost-aware sampler (search/cost.py) build this objective's models to rank configurations."""
         from hpsearch.search.cost import attach_cost
 
-        if attach_cost(sampler, self.builder, self.fixed):
-            logger.info("sampling weighs each configuration's cost (its model's multiply-accumulates x epochs)")
+        attach_cost(sampler, self.builder, self.fixed)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """Trains one configuration; any error of the builder, the model or the data fails this trial alone, with

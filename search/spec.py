@@ -41,6 +41,8 @@ MODEL_OBJECTIVES = {"parameters": "the model's parameter count",
 OBJECTIVES_MAX = 4
 
 SPEC_ATTR = "hpsearch_spec"
+# What a key a study stored before the key existed means: that study sampled without weighing cost.
+_STORED_BEFORE: dict[str, Any] = {"cost_aware": False}
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
 
@@ -75,8 +77,9 @@ class StudySpec:
     # at the epoch `metric` chose) or one of MODEL_OBJECTIVES. The study then keeps a Pareto front; Optuna cannot
     # prune several objectives, so such a study runs without a pruner.
     objectives: list[str] = field(default_factory=list)
-    # Weigh a configuration's cost when sampling (search/cost.py); None: on for a study with a time budget and one
-    # objective, where a cheaper trial buys time for another.
+    # Weigh a configuration's cost when sampling (search/cost.py). None when created: on for the tpe sampler, one
+    # objective and a time budget (a cheaper trial buys time for another); the study stores the answer, so resuming
+    # with another --timeout does not change how it samples.
     cost_aware: bool | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +91,8 @@ class StudySpec:
             from hpsearch.data_files import normalize as normalize_data
 
             self.dataset = normalize_data(self.dataset)
+        if self.cost_aware is None:
+            self.cost_aware = self.sampler == "tpe" and self.timeout is not None and not self.multi_objective
         if self.direction is None:
             self.direction = metric_direction(self.metric)
             if self.direction is None:
@@ -130,6 +135,10 @@ class StudySpec:
             raise UnknownNameError("training hyperparameter", unknown[0], TRAINING_PARAMS)
         self._check_objectives()
         self._check_sampler_options()
+        if self.cost_aware and (self.sampler != "tpe" or self.multi_objective):
+            raise UsageError("cost-aware sampling weighs the tpe sampler's candidates for one objective; with "
+                             f"{'several objectives' if self.multi_objective else f'the {self.sampler} sampler'} "
+                             "pass --no-cost-aware (cost_aware: false)")
 
     def _check_sampler_options(self) -> None:
         """Each option is one the sampler's constructor takes, of a kind a stored spec holds (a name, a number,
@@ -242,8 +251,15 @@ class StudySpec:
         spec = cls.__new__(cls)
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = _STORED_BEFORE.get(f.name, default)
             setattr(spec, f.name, data.get(f.name, None if default is dataclasses.MISSING else default))
         return spec
+
+    @classmethod
+    def from_study(cls, data: dict[str, Any], source: str) -> StudySpec:
+        """The spec a study stored, validated (a worker about to run its trials); keys it stored before they
+        existed mean what the study did then."""
+        return cls.from_dict({**_STORED_BEFORE, **data}, source)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -282,7 +298,7 @@ class StudySpec:
         not None)."""
         import yaml
 
-        data: dict[str, Any] = dict(base or {})
+        data: dict[str, Any] = {**_STORED_BEFORE, **base} if base else {}
         source = "command line"
         if path:
             path = Path(path)
@@ -355,11 +371,9 @@ class StudySpec:
             return sampler_class(search_space, seed=seed, **options)
 
     def weighs_cost(self) -> bool:
-        """Whether the TPE sampler weighs each configuration's cost: as `cost_aware` says, else on a time budget
-        with a single objective."""
-        if self.cost_aware is not None:
-            return bool(self.cost_aware)
-        return self.timeout is not None and not self.multi_objective
+        """Whether the TPE sampler weighs each configuration's cost (`cost_aware`, decided when the study was
+        created)."""
+        return bool(self.cost_aware) and self.sampler == "tpe" and not self.multi_objective
 
     def tpe_startup_trials(self) -> int:
         """Random trials before TPE models the results: a tenth of the budget, at least 4, at most 10."""

@@ -199,7 +199,7 @@ def load_spec(study: optuna.Study) -> StudySpec:
     if not data:
         raise UsageError(f"study {study.study_name!r} was not created by hpsearch (it has no spec); create it with "
                          "`hpsearch run` or `hpsearch create`")
-    return StudySpec.from_dict(data, f"study {study.study_name}")
+    return StudySpec.from_study(data, f"study {study.study_name}")
 
 
 def open_study(study_name: str, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, StudySpec]:

@@ -12,7 +12,8 @@ import optuna
 import pytest
 
 from hpsearch.models import get_builder
-from hpsearch.search.adapter import OptunaHyperParameters
+from hpsearch.errors import UsageError
+from hpsearch.search.adapter import OptunaHyperParameters, build_from_values
 from hpsearch.search.cost import (
     ACTIVATION_WEIGHT,
     CostAwareTPESampler,
@@ -101,11 +102,15 @@ def test_start_up_trials_train_the_cheapest_of_three_draws() -> None:
 
 
 def test_after_the_start_up_tpe_prefers_the_cheaper_of_equally_promising_configurations() -> None:
-    def drawn(cost_aware: bool) -> float:  # the mean x TPE drew after its start-up, over three seeds
-        return statistics.mean(x for seed in (3, 4, 5)
-                               for x in _study(_sampler(cost_aware, seed, n_startup_trials=5), 40)[5:])
+    def drawn(weight: float) -> float:  # the mean x TPE drew after the same start-up, over three seeds
+        draws = []
+        for seed in (3, 4, 5):
+            sampler = _sampler(True, seed, n_startup_trials=5)
+            sampler.cost_weight = weight
+            draws += _study(sampler, 40)[5:]
+        return statistics.mean(draws)
 
-    assert drawn(True) < drawn(False) - 0.1
+    assert drawn(0.5) < drawn(0.0) - 0.1
 
 
 def test_a_much_better_dear_configuration_still_wins() -> None:
@@ -144,21 +149,70 @@ def test_a_log_stepped_hyperparameter_is_drawn_as_the_trial_suggests_it() -> Non
     assert not attach_cost(optuna.samplers.RandomSampler(), build, {})
 
 
-def test_a_time_budget_turns_it_on_and_the_spec_decides_otherwise() -> None:
-    def sampler_of(**kw) -> optuna.samplers.BaseSampler:
-        return StudySpec(study="s", model="cnn", **kw).make_sampler()
+def test_a_time_budget_turns_it_on_the_study_keeps_the_answer_and_other_samplers_refuse_it() -> None:
+    def spec(**kw) -> StudySpec:
+        return StudySpec(study="s", model="cnn", **kw)
 
-    assert isinstance(sampler_of(timeout=600), CostAwareTPESampler)
-    assert not isinstance(sampler_of(), CostAwareTPESampler)
-    assert isinstance(sampler_of(cost_aware=True), CostAwareTPESampler)
-    assert not isinstance(sampler_of(timeout=600, cost_aware=False), CostAwareTPESampler)
-    assert not isinstance(sampler_of(timeout=600, objectives=["parameters"]), CostAwareTPESampler)
-    assert not isinstance(sampler_of(timeout=600, sampler="random"), CostAwareTPESampler)
-    with pytest.raises(Exception, match="cost_aware must be bool"):
+    assert isinstance(spec(timeout=600).make_sampler(), CostAwareTPESampler)
+    assert spec(timeout=600).to_dict()["cost_aware"] is True  # stored: a resume with another timeout keeps it
+    assert not isinstance(spec().make_sampler(), CostAwareTPESampler)
+    assert isinstance(spec(cost_aware=True).make_sampler(), CostAwareTPESampler)
+    assert not isinstance(spec(timeout=600, cost_aware=False).make_sampler(), CostAwareTPESampler)
+    assert spec(timeout=600, objectives=["parameters"]).cost_aware is False
+    assert spec(timeout=600, sampler="random").cost_aware is False
+    with pytest.raises(UsageError, match="--no-cost-aware"):
+        spec(sampler="random", cost_aware=True)
+    with pytest.raises(UsageError, match="cost_aware must be bool"):
         StudySpec.from_dict({"study": "s", "model": "cnn", "cost_aware": "yes"})
+    # A study stored before cost-aware sampling existed samples as it did, whatever its timeout.
+    stored = spec(timeout=600).to_dict()
+    del stored["cost_aware"]
+    assert StudySpec.from_study(stored, "study s").cost_aware is False
+    assert StudySpec.from_stored(stored).cost_aware is False
+    assert StudySpec.load(None, {"timeout": 900}, base=stored).cost_aware is False
 
 
-def test_a_search_on_a_time_budget_records_what_each_trial_cost(tmp_path: Path) -> None:
+def test_building_for_cost_leaves_the_trials_weights_as_its_seed_gives_them() -> None:
+    builder = get_builder("cnn", (28, 28, 1), 10)
+    params = {"filters_1": 32, "filters_2": 32, "units": 64}
+
+    def first_kernel(measure_between: bool) -> np.ndarray:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(7)
+        if measure_between:  # Optuna samples on the builder's first suggest: after the trial's seed was set
+            cost = ModelCost(builder, {"epochs": 1})
+            for filters in (64, 96, 128):
+                cost({**params, "filters_1": filters})
+        model, _ = build_from_values(builder, params)
+        return keras.ops.convert_to_numpy(model.layers[1].kernel)
+
+    np.testing.assert_array_equal(first_kernel(False), first_kernel(True))
+
+
+def test_only_the_hyperparameters_that_shape_the_model_key_its_cost() -> None:
+    builder = get_builder("cnn", (28, 28, 1), 10)
+    sampler = CostAwareTPESampler(seed=0)
+    assert attach_cost(sampler, builder, {"epochs": 3, "batch_size": 128})
+    assert sampler.cost.relevant == {"filters_1", "filters_2", "units"}  # not the optimizer or learning rate
+    builds = sampler.cost.builds
+    for rate in (1e-4, 1e-3, 1e-2):
+        sampler.cost({"filters_1": 64, "filters_2": 64, "units": 128, "optimizer": "sgd", "learning_rate": rate})
+    assert sampler.cost.builds == builds + 1
+
+
+def test_an_enqueued_value_is_kept_and_the_rest_drawn_cheaply() -> None:
+    sampler = CostAwareTPESampler(seed=0, n_startup_trials=10)
+    sampler.attach(lambda p: 1.0 + 99.0 * p["x"] + p["y"], {"x": optuna.distributions.FloatDistribution(0, 1),
+                                                            "y": optuna.distributions.FloatDistribution(0, 1)})
+    study = optuna.create_study(sampler=sampler)
+    study.enqueue_trial({"x": 0.9})
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), n_trials=2)
+    assert study.trials[0].params["x"] == 0.9 and 0 <= study.trials[0].params["y"] <= 1
+
+
+def test_a_search_on_a_time_budget_weighs_cost_and_records_what_each_trial_cost(tmp_path: Path, caplog) -> None:
+    import logging
+
     from sklearn.datasets import load_digits
 
     import hpsearch
@@ -171,19 +225,14 @@ def test_a_search_on_a_time_budget_records_what_each_trial_cost(tmp_path: Path) 
                                  keras.layers.Dense(hp.Int("units", 16, 256, step=16), activation="relu"),
                                  keras.layers.Dense(10, activation="softmax")])
 
-    def search(name: str, **spec) -> list[optuna.trial.FrozenTrial]:
-        result = hpsearch.run(build, data=(x[:1200], y[:1200], x[1200:], y[1200:]), study=name,
-                              storage=f"sqlite:///{tmp_path / 'c.db'}", trials=6, epochs=1, batch_size=64,
-                              timeout=300, verbose=False, **spec)
-        done = [t for t in result.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        assert len(done) == 6
-        return done
-
-    weighed, blind = search("weighed"), search("blind", cost_aware=False)
-    for trial in weighed + blind:  # 64 inputs -> units -> 10 classes
+    with caplog.at_level(logging.INFO, logger="hpsearch"):
+        result = hpsearch.run(build, data=(x[:1200], y[:1200], x[1200:], y[1200:]), study="c",
+                              storage=f"sqlite:///{tmp_path / 'c.db'}", trials=4, epochs=1, batch_size=64,
+                              timeout=300, verbose=False)
+    assert "cost-aware sampling: units change" in caplog.text  # the worker's sampler got the cost of each candidate
+    done = [t for t in result.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4
+    for trial in done:  # 64 inputs -> units -> 10 classes
         units = trial.params["units"]
         assert trial.user_attrs["macs"] == (64 * units + units) + (units * 10 + 10)
         assert trial.user_attrs["activations"] == 64 + units + 10
-    startup = 4  # TPE's start-up on a 6-trial budget: the cheapest of three draws each
-    assert (statistics.mean(t.params["units"] for t in weighed[:startup])
-            < statistics.mean(t.params["units"] for t in blind[:startup]))
