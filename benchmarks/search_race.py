@@ -2,7 +2,8 @@
 same wall-clock budget, the whole machine to each method in turn.
 
 Methods:
-  hpsearch        `hpsearch run` with its defaults (sampler, pruner, workers); no enqueued configuration
+  hpsearch        `hpsearch run` with its defaults (sampler, pruner, workers); no enqueued configuration; with
+                  --timeout the defaults weigh cost since 2026-11-26 (results recorded before are hpsearch-nocost)
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
@@ -15,7 +16,7 @@ Methods:
   hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
   hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
   hpsearch-cost   (extra) `--cost-aware`: the sampler weighs each configuration's cost (search/cost.py)
-  hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the default before cost-aware sampling)
+  hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -283,7 +284,7 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "kt-random": "tab:orange",
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
-           "hpsearch-nocost": "tab:blue"}
+           "hpsearch-nocost": "darkgoldenrod"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:
