@@ -1,16 +1,17 @@
 """Cost-aware sampling: on a time budget, prefer the configuration that costs less among those equally promising.
 
 In the published CNN space one epoch costs 4 s for 32 / 32 filters and 83 s for 256 / 256 on 2 cores, while at a
-few epochs the small configurations score about as well as the large ones (BENCHMARKS.md): a search that draws
-blindly spends most of a short budget on a few large models. A configuration's cost is known before it trains:
+few epochs the small configurations often score nearly as well as the large ones (BENCHMARKS.md): a search that
+draws blindly spends most of a short budget on a few large models. A configuration's cost is known before it trains:
 the builder builds its model (about 50 ms for the CNN), and the model's multiply-accumulates per image plus its
 activations (weighed: element-wise layers are bound by memory), times its epochs, rank it. Two places use it:
 
 - the random start-up trials draw `startup_candidates` configurations and train the cheapest, so the start-up
   still spans the space (every value can be drawn) but spends fewer minutes on it;
-- after the start-up, TPE picks the candidate of most expected improvement per unit of cost ("EI per second",
-  Snoek et al., 2012) among its `cost_candidates` best candidates, TPE's expected improvement being bounded (1 /
-  gamma): a configuration somewhat likelier to be good but 10 times as dear loses to the cheaper one.
+- after the start-up, TPE picks, among its candidates (the `cost_candidates` likeliest: all 24 by default), the one
+  of most expected improvement per `cost_weight` power of its relative cost (after "EI per second", Snoek et al.,
+  2012; the square root by default), TPE's expected improvement being bounded (1 / gamma): a configuration somewhat
+  likelier to be good but 10 times as dear loses to the cheaper one.
 
 Only for a study with a time budget (`--timeout`) by default: with a budget of trials a cheaper trial buys
 nothing. `--cost-aware` / `--no-cost-aware` decide otherwise.
@@ -51,7 +52,7 @@ MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's
 
 
 def model_macs(model: keras.Model) -> int | None:
-    """Multiply-accumulates of one forward pass of one example: each layer's trainable weights times the positions
+    """Multiply-accumulates of one forward pass of one example: each layer's weights times the positions
     they slide over (a convolution's output height x width, 1 for a dense layer). None when the layers' output
     shapes are unknown (a subclassed model not called yet)."""
     sizes = _layer_sizes(model)
@@ -191,6 +192,7 @@ class CostAwareTPESampler(TPESampler):
         self.cost: Callable[[Mapping[str, Any]], float | None] | None = None
         self.space: dict[str, BaseDistribution] = {}
         self._startup_trial: int | None = None
+        self._finished = 0  # finished trials when TPE last sampled: its gamma's share
 
     def attach(self, cost: Callable[[Mapping[str, Any]], float | None],
                space: Mapping[str, BaseDistribution]) -> None:
@@ -261,7 +263,7 @@ class CostAwareTPESampler(TPESampler):
         # TPE's expected improvement is proportional to 1 / (gamma + (1 - gamma) g(x) / l(x)) (Bergstra et al.,
         # 2011): it grows with l / g but never past 1 / gamma, so a candidate far likelier among the good trials
         # is not worth any price. Improvement per unit of cost: log EI - weight x log(relative cost).
-        n = max(1, getattr(self, "_finished", 0))
+        n = max(1, self._finished)
         gamma = min(0.5, max(1, self._gamma(n)) / n) if self._gamma is not None else 0.1
         log_ei = -np.log(gamma + (1 - gamma) * np.exp(-np.clip(ratios[order], -50, 50)))
         # A candidate whose model does not build (its trial would fail) is never preferred.
