@@ -128,20 +128,26 @@ def optuna_distributions(builder: BuilderLike, fixed: Mapping[str, Any] | None =
                          ) -> dict[str, optuna.distributions.BaseDistribution]:
     """The Optuna distributions of every hyperparameter the builder declares (active at the defaults or not), as
     a trial suggests them; `with_training` adds the training hyperparameters (batch size, epochs...)."""
+    return distributions_of(declared_space(builder, with_training), fixed)
 
+
+def declared_space(builder: BuilderLike, with_training: bool = False) -> keras_tuner.HyperParameters:
+    """The hyperparameters the builder declares at its defaults (with their conditions); `with_training` adds the
+    training hyperparameters."""
     hp = keras_tuner.HyperParameters()
     as_build_function(builder)(hp)
     if with_training:
         from hpsearch.models import training_config
 
         training_config(hp)
+    return hp
+
+
+def distributions_of(hp: keras_tuner.HyperParameters, fixed: Mapping[str, Any] | None = None
+                     ) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distribution of each declared hyperparameter that is neither fixed nor `hp.Fixed`."""
     fixed = fixed or {}
-    dists: dict[str, optuna.distributions.BaseDistribution] = {}
-    for p in hp.space:
-        if p.name in fixed or type(p).__name__ == "Fixed":
-            continue
-        dists[p.name] = _distribution(p)
-    return dists
+    return {p.name: _distribution(p) for p in hp.space if p.name not in fixed and type(p).__name__ != "Fixed"}
 
 
 def _distribution(p: hp_module.HyperParameter) -> optuna.distributions.BaseDistribution:
@@ -168,7 +174,8 @@ def grid_space(builder: BuilderLike, fixed: Mapping[str, Any] | None = None) -> 
     import numpy as np
 
     grid: dict[str, list[Any]] = {}
-    for name, dist in optuna_distributions(builder, fixed).items():
+    hp = declared_space(builder)
+    for name, dist in distributions_of(hp, fixed).items():
         if hasattr(dist, "choices"):
             grid[name] = list(dist.choices)
         elif getattr(dist, "step", None) and not dist.log:
@@ -176,7 +183,5 @@ def grid_space(builder: BuilderLike, fixed: Mapping[str, Any] | None = None) -> 
             values = dist.low + dist.step * np.arange(count)
             grid[name] = [int(v) if isinstance(dist.low, int) else round(float(v), 10) for v in values]
         else:
-            hp = keras_tuner.HyperParameters()
-            as_build_function(builder)(hp)
             grid[name] = [next(p.default for p in hp.space if p.name == name)]
     return grid

@@ -51,29 +51,34 @@ ACTIVATION_WEIGHT = 100
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
 
 
-def model_macs(model: keras.Model) -> int | None:
-    """Multiply-accumulates of one forward pass of one example: each layer's weights times the positions
-    they slide over (a convolution's output height x width, 1 for a dense layer). None when the layers' output
-    shapes are unknown (a subclassed model not called yet)."""
+def model_counts(model: keras.Model) -> tuple[int, int] | None:
+    """(multiply-accumulates, activations) of one example, from one walk over the layers; None when the layers'
+    output shapes are unknown (a subclassed model not called yet)."""
     sizes = _layer_sizes(model)
     if sizes is None:
         return None
-    return sum(weights * positions for weights, positions, _ in sizes) or None
+    return (sum(weights * positions for weights, positions, _ in sizes),
+            sum(outputs for _, _, outputs in sizes))
+
+
+def model_macs(model: keras.Model) -> int | None:
+    """Multiply-accumulates of one forward pass of one example: each layer's weights times the positions
+    they slide over (a convolution's output height x width, 1 for a dense layer)."""
+    counts = model_counts(model)
+    return counts[0] or None if counts else None
 
 
 def model_activations(model: keras.Model) -> int | None:
     """Numbers every layer outputs for one example (a 26 x 26 x 128 convolution: 86,528), the work of the
     element-wise layers (batch normalization, activations, pooling, dropout) and of every layer's gradient."""
-    sizes = _layer_sizes(model)
-    if sizes is None:
-        return None
-    return sum(outputs for _, _, outputs in sizes) or None
+    counts = model_counts(model)
+    return counts[1] or None if counts else None
 
 
 def model_cost(model: keras.Model) -> float | None:
     """What one image costs to train, in multiply-accumulates: MACs + ACTIVATION_WEIGHT x activations."""
-    macs, activations = model_macs(model), model_activations(model)
-    return None if macs is None or activations is None else float(macs + ACTIVATION_WEIGHT * activations)
+    counts = model_counts(model)
+    return float(counts[0] + ACTIVATION_WEIGHT * counts[1]) if counts and all(counts) else None
 
 
 def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -292,14 +297,11 @@ def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixe
     MAX_BUILD_SECONDS each to build (weighing 24 candidates would then cost more than it saves)."""
     if not isinstance(sampler, CostAwareTPESampler):
         return False
-    import keras_tuner
-
-    from hpsearch.search.adapter import as_build_function, optuna_distributions
+    from hpsearch.search.adapter import declared_space, distributions_of
 
     try:
-        space = optuna_distributions(builder, fixed, with_training=True)
-        hp = keras_tuner.HyperParameters()
-        as_build_function(builder)(hp)
+        hp = declared_space(builder, with_training=True)
+        space = distributions_of(hp, fixed)
         conditional = {p.name for p in hp.space if p.conditions}
     except Exception as exc:  # noqa: BLE001 - the first trial reports a builder that fails; draws stay blind
         logger.warning("cost-aware sampling off: the builder's space cannot be read (%s)", exc)

@@ -18,7 +18,7 @@ from hpsearch.errors import HpsearchError, TrialFailed
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
 from hpsearch.search.callbacks import OptunaReportCallback, StopWhenSet
-from hpsearch.search.cost import model_activations, model_macs
+from hpsearch.search.cost import model_counts
 from hpsearch.search.ranking import best_of, better
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
@@ -144,7 +144,8 @@ class Objective:
         trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
         trial.set_user_attr("parameters", result.parameters)
-        for name, count in (("macs", model_macs(model)), ("activations", model_activations(model))):
+        counts = model_counts(model)
+        for name, count in zip(("macs", "activations"), counts or (), strict=False):
             if count:
                 trial.set_user_attr(name, count)  # per image: what cost-aware sampling ranks configurations by
         if result.test_seconds is not None:

@@ -358,7 +358,7 @@ class StudySpec:
             seed = self.seed  # QMC numbers its points by trial: one shared seed keeps workers on one sequence
         options.update(self.sampler_options)
         sampler_class = getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])
-        if self.sampler == "tpe" and self.weighs_cost():
+        if self.weighs_cost():
             from hpsearch.search.cost import CostAwareTPESampler
 
             sampler_class = CostAwareTPESampler
