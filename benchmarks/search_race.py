@@ -15,7 +15,10 @@ Methods:
   hpsearch-random (extra) `hpsearch run --sampler random`: does TPE earn its place at these budgets?
   hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
   hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
-  hpsearch-cost   (extra) `--cost-aware`: the sampler weighs each configuration's cost (search/cost.py)
+  hpsearch-cost   (extra) `--cost-aware` with `time_aware=false`: the sampler weighs each configuration's cost
+                  (search/cost.py) with a constant weight (the cost-aware default before time-aware weighing)
+  hpsearch-timed  (extra) `--cost-aware` with `time_aware=true`: the cost's weight cools to 0 at the deadline and
+                  candidates predicted to end after it are not drawn (the default on a time budget)
   hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
@@ -55,7 +58,9 @@ EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1"], "hpsearch-2w": ["--workers", "
                "hpsearch-random": ["--sampler", "random"],
                "hpsearch-s4": ["--sampler-option", "n_startup_trials=4"],
                "hpsearch-uni": ["--sampler-option", "multivariate=false"],
-               "hpsearch-cost": ["--cost-aware"], "hpsearch-nocost": ["--no-cost-aware"]}
+               "hpsearch-cost": ["--cost-aware", "--sampler-option", "time_aware=false"],
+               "hpsearch-timed": ["--cost-aware", "--sampler-option", "time_aware=true"],
+               "hpsearch-nocost": ["--no-cost-aware"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
@@ -212,7 +217,7 @@ def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> None:
                      # where a trial's time goes (BENCHMARKS.md, "what a trial costs outside fit")
                      "start": round(t.datetime_start.timestamp() - t0, 2) if t.datetime_start else None,
                      "train_seconds": t.user_attrs.get("train_seconds"),
-                     "test_seconds": t.user_attrs.get("test_seconds")})
+                     "test_seconds": t.user_attrs.get("test_seconds"), "params": t.params})
     rows.sort(key=lambda r: r["t"])
     events.write_text("".join(json.dumps(r) + "\n" for r in rows))
 

@@ -245,8 +245,10 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=spec.make_sampler(),
                               pruner=spec.make_pruner())
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)), data=data, builder=builder)
-    objective.attach_cost(study.sampler)
-    deadline = time.time() + float(spec.timeout) if spec.timeout else None
+    start = time.time()
+    window = (start, start + float(spec.timeout)) if spec.timeout else None
+    objective.attach_cost(study.sampler, window)
+    deadline = window[1] if window else None
 
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)  # a line per trial

@@ -13,6 +13,13 @@ activations (weighed: element-wise layers are bound by memory), times its epochs
   2012; the square root by default), TPE's expected improvement being bounded (1 / gamma): a configuration somewhat
   likelier to be good but 10 times as dear loses to the cheaper one.
 
+On a time budget the cost's weight cools (after "cost cooling", Lee et al., 2020): it falls in proportion to the
+share of the budget left, from `cost_weight` at the start to 0 at the deadline, so early trials buy information
+cheaply and late ones go to what TPE finds likeliest, large or not. And once the study's trials have measured the
+seconds a unit of cost takes, a candidate predicted to end after the deadline is not drawn while one that fits is
+(the deadline stops new trials, not running ones: a trial that overran it would make the study overrun its
+`--timeout`, or come too late where the time is cut hard). The sampler option `time_aware=false` turns both off.
+
 Only for a study with a time budget (`--timeout`) by default: with a budget of trials a cheaper trial buys
 nothing. `--cost-aware` / `--no-cost-aware` decide otherwise.
 """
@@ -23,15 +30,16 @@ import contextlib
 import gc
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from optuna.samplers import TPESampler
 from optuna.trial import TrialState
 
 if TYPE_CHECKING:
+    import keras
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
@@ -49,6 +57,7 @@ COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamm
 # predicted ratios of epoch times to the smallest model's were within 30% of the measured ones.
 ACTIVATION_WEIGHT = 100
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
+RATE_TRIALS = 10  # the seconds a unit of cost takes: the median over the study's last 10 finished trials
 
 
 def model_counts(model: keras.Model) -> tuple[int, int] | None:
@@ -84,6 +93,8 @@ def model_cost(model: keras.Model) -> float | None:
 def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers, nested models opened (their own layers counted once, not again as the model); a custom
     layer holding others counts as one (its output and all its weights)."""
+    import keras  # here: checking a spec imports this module, not Keras
+
     layers = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -189,20 +200,34 @@ class CostAwareTPESampler(TPESampler):
     """
 
     def __init__(self, *, startup_candidates: int = STARTUP_CANDIDATES, cost_candidates: int = COST_CANDIDATES,
-                 cost_weight: float = COST_WEIGHT, **options: Any) -> None:
+                 cost_weight: float = COST_WEIGHT, time_aware: bool = True, **options: Any) -> None:
         super().__init__(**options)
         self.startup_candidates = startup_candidates
         self.cost_candidates = cost_candidates
         self.cost_weight = cost_weight
+        self.time_aware = time_aware  # cool the cost's weight and fit the deadline
         self.cost: Callable[[Mapping[str, Any]], float | None] | None = None
         self.space: dict[str, BaseDistribution] = {}
+        self.window: tuple[float, float] | None = None  # (start, deadline) of the study's time budget, epoch s
         self._startup_trial: int | None = None
         self._finished = 0  # finished trials when TPE last sampled: its gamma's share
+        self._rate: float | None = None  # seconds a unit of cost took in the study's finished trials
+        self.clock: Callable[[], float] = time.time  # what `window` is measured in
 
     def attach(self, cost: Callable[[Mapping[str, Any]], float | None],
-               space: Mapping[str, BaseDistribution]) -> None:
+               space: Mapping[str, BaseDistribution], window: tuple[float, float] | None = None) -> None:
+        """`window`: the time budget's (start, deadline) in `time.time()` seconds, for cooling and fitting."""
         self.cost = cost
         self.space = {name: dist for name, dist in space.items() if not dist.single()}
+        self.window = window if window is not None and window[1] > window[0] else None
+
+    def weight_now(self, now: float | None = None) -> float:
+        """The cost's weight at `now`: `cost_weight` times the share of the time budget left when cooling."""
+        if self.window is None or not self.time_aware:
+            return self.cost_weight
+        start, deadline = self.window
+        now = self.clock() if now is None else now
+        return self.cost_weight * min(1.0, max(0.0, (deadline - now) / (deadline - start)))
 
     def _in_startup(self, study: optuna.Study) -> bool:
         finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED),
@@ -245,8 +270,10 @@ class CostAwareTPESampler(TPESampler):
 
     def _sample(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                 search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        self._finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                             for t in study._get_trials(deepcopy=False, use_cache=True))
+        finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED),
+                                     use_cache=True)
+        self._finished = len(finished)
+        self._rate = seconds_per_cost(finished) if self.window is not None and self.time_aware else None
         return super()._sample(study, trial, search_space)
 
     def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: _ParzenEstimator,
@@ -272,10 +299,42 @@ class CostAwareTPESampler(TPESampler):
         gamma = min(0.5, max(1, self._gamma(n)) / n) if self._gamma is not None else 0.1
         log_ei = -np.log(gamma + (1 - gamma) * np.exp(-np.clip(ratios[order], -50, 50)))
         # A candidate whose model does not build (its trial would fail) is never preferred.
-        log_costs = np.log(np.asarray([c if c is not None and c > 0 else np.nan for c in costs], dtype=float))
+        known_costs = np.asarray([c if c is not None and c > 0 else np.nan for c in costs], dtype=float)
+        log_costs = np.log(known_costs)
         weighed = np.full_like(ratios, -np.inf, dtype=float)
-        weighed[order] = np.nan_to_num(log_ei - self.cost_weight * (log_costs - np.nanmean(log_costs)), nan=-np.inf)
+        weighed[order] = np.nan_to_num(log_ei - self.weight_now() * (log_costs - np.nanmean(log_costs)),
+                                       nan=-np.inf)
+        # Only a whole configuration's time is predicted: a group of some of the hyperparameters that change the
+        # model (the rest at the builder's defaults) is weighed, never excluded.
+        late = self._too_late(known_costs) if relevant is None or relevant <= set(samples) else None
+        if late is not None:
+            weighed[order[late]] = -np.inf
         return weighed
+
+    def _too_late(self, costs: np.ndarray) -> np.ndarray | None:
+        """Which candidates (by cost, NaN unknown) would end after the deadline at the study's measured seconds per
+        unit of cost, when some would not (else none: the cheapest still has a chance). None without a measure."""
+        if self.window is None or not self.time_aware or self._rate is None or np.isnan(costs).all():
+            return None
+        late = ~(costs * self._rate <= self.window[1] - self.clock())  # an unknown cost is late too
+        return late if not late.all() else None
+
+
+def seconds_per_cost(trials: list[optuna.trial.FrozenTrial]) -> float | None:
+    """The seconds one unit of `model_cost` took for one epoch, as a study's last RATE_TRIALS finished trials
+    measured it: their training seconds over their cost per image x epochs run, summed (a trial pruned after its
+    first epoch, which also paid for tracing the model, weighs by its one epoch); None before any."""
+    seconds = units = 0.0
+    for trial in sorted(trials, key=lambda t: t.number)[-RATE_TRIALS:]:
+        attrs = trial.user_attrs
+        try:
+            cost = (float(attrs["macs"]) + ACTIVATION_WEIGHT * float(attrs["activations"])) * int(attrs["epochs_run"])
+            spent = float(attrs["train_seconds"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if cost > 0 and math.isfinite(spent) and spent > 0:
+            seconds, units = seconds + spent, units + cost
+    return seconds / units if units else None
 
 
 @contextlib.contextmanager
@@ -290,8 +349,10 @@ def _collecting(cost: Any) -> Iterator[None]:
             gc.collect()
 
 
-def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixed: Mapping[str, Any]) -> bool:
-    """Gives a cost-aware sampler its cost function and the builder's space; True when the sampler weighs cost.
+def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixed: Mapping[str, Any],
+                window: tuple[float, float] | None = None) -> bool:
+    """Gives a cost-aware sampler its cost function, the builder's space and the time budget's (start, deadline);
+    True when the sampler weighs cost.
 
     Off, with the reason in the log, when the builder's space cannot be read or its models take more than
     MAX_BUILD_SECONDS each to build (weighing 24 candidates would then cost more than it saves)."""
@@ -314,7 +375,8 @@ def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixe
         logger.warning("cost-aware sampling off: a model takes %.1f s to build (more than %.1f s), so weighing "
                        "candidates would cost more time than it saves", seconds, MAX_BUILD_SECONDS)
         return False
-    sampler.attach(cost, space)
-    logger.info("cost-aware sampling: %s change a model's cost (%.2f s a build)", ", ".join(sorted(relevant))
-                or "no hyperparameter", seconds)
+    sampler.attach(cost, space, window)
+    logger.info("cost-aware sampling: %s change a model's cost (%.2f s a build)%s", ", ".join(sorted(relevant))
+                or "no hyperparameter", seconds, "; its weight cools to 0 at the deadline"
+                if sampler.window is not None and sampler.time_aware else "")
     return True

@@ -93,6 +93,7 @@ class StudySpec:
             self.dataset = normalize_data(self.dataset)
         if self.cost_aware is None:
             self.cost_aware = self.sampler == "tpe" and self.timeout is not None and not self.multi_objective
+        self._settle_cost_options()
         if self.direction is None:
             self.direction = metric_direction(self.metric)
             if self.direction is None:
@@ -140,6 +141,25 @@ class StudySpec:
                              f"{'several objectives' if self.multi_objective else f'the {self.sampler} sampler'} "
                              "pass --no-cost-aware (cost_aware: false)")
 
+    def _settle_cost_options(self) -> None:
+        """A study that weighs cost stores whether it is time-aware (on unless asked otherwise), so a resume
+        samples as the study began; the cost-aware sampler's options mean nothing to a study that does not weigh
+        cost (a resume with --no-cost-aware of one that did, say): they are dropped, with a warning."""
+        if not isinstance(self.sampler_options, dict) or self.sampler != "tpe":
+            return
+        if self.weighs_cost():
+            self.sampler_options = {**self.sampler_options}
+            self.sampler_options.setdefault("time_aware", True)
+            return
+        ignored = sorted(set(self.sampler_options) & set(_cost_options()))
+        if ignored:
+            import logging
+
+            logging.getLogger("hpsearch").warning(
+                "sampler option(s) %s ignored: they belong to cost-aware sampling, which this study does not use "
+                "(it weighs cost with a --timeout, or with --cost-aware)", ", ".join(ignored))
+            self.sampler_options = {k: v for k, v in self.sampler_options.items() if k not in ignored}
+
     def _check_sampler_options(self) -> None:
         """Each option is one the sampler's constructor takes, of a kind a stored spec holds (a name, a number,
         true/false) and of its annotated type; then the sampler is built once, so options that contradict each
@@ -151,12 +171,16 @@ class StudySpec:
             return
         import optuna
 
-        parameters = inspect.signature(getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])).parameters
-        accepted = {n: p for n, p in parameters.items() if n not in ("seed", "search_space")}
+        sampler_class = self._sampler_class()
+        parameters = dict(inspect.signature(getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])).parameters)
+        if sampler_class.__name__ != _SAMPLER_CLASSES[self.sampler]:  # the cost-aware TPE's own options too
+            parameters.update(inspect.signature(sampler_class).parameters)
+        accepted = {n: p for n, p in parameters.items()
+                    if n not in ("seed", "search_space") and p.kind is not inspect.Parameter.VAR_KEYWORD}
         for name, value in self.sampler_options.items():
             if name not in accepted:
                 seed = " (the seed is --seed)" if name == "seed" else ""
-                offered = _offered_options(getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler]), accepted)
+                offered = _offered_options(sampler_class, accepted)
                 listed = f"its options: {', '.join(offered)}" if offered else "it takes none"
                 raise UsageError(f"the {self.sampler} sampler has no option {name!r}{seed}; {listed}")
             wanted = _option_type(accepted[name])
@@ -252,14 +276,14 @@ class StudySpec:
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             default = _STORED_BEFORE.get(f.name, default)
-            setattr(spec, f.name, data.get(f.name, None if default is dataclasses.MISSING else default))
+            setattr(spec, f.name, _as_stored(data).get(f.name, None if default is dataclasses.MISSING else default))
         return spec
 
     @classmethod
     def from_study(cls, data: dict[str, Any], source: str) -> StudySpec:
         """The spec a study stored, validated (a worker about to run its trials); keys it stored before they
         existed mean what the study did then."""
-        return cls.from_dict({**_STORED_BEFORE, **data}, source)
+        return cls.from_dict(_as_stored(data), source)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -298,7 +322,7 @@ class StudySpec:
         not None)."""
         import yaml
 
-        data: dict[str, Any] = {**_STORED_BEFORE, **base} if base else {}
+        data: dict[str, Any] = _as_stored(base) if base else {}
         source = "command line"
         if path:
             path = Path(path)
@@ -357,11 +381,7 @@ class StudySpec:
         if self.sampler == "qmc":
             seed = self.seed  # QMC numbers its points by trial: one shared seed keeps workers on one sequence
         options.update(self.sampler_options)
-        sampler_class = getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])
-        if self.weighs_cost():
-            from hpsearch.search.cost import CostAwareTPESampler
-
-            sampler_class = CostAwareTPESampler
+        sampler_class = self._sampler_class()
         with warnings.catch_warnings():  # TPE's options are stable in use; Optuna still flags them experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if self.sampler != "grid":
@@ -369,6 +389,16 @@ class StudySpec:
             if search_space is None:
                 raise UsageError("the grid sampler needs the search space")
             return sampler_class(search_space, seed=seed, **options)
+
+    def _sampler_class(self) -> type:
+        """The Optuna sampler class behind `sampler`, or the cost-aware TPE (search/cost.py) when it weighs cost."""
+        import optuna
+
+        if self.weighs_cost():
+            from hpsearch.search.cost import CostAwareTPESampler
+
+            return CostAwareTPESampler
+        return getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])
 
     def weighs_cost(self) -> bool:
         """Whether the TPE sampler weighs each configuration's cost (`cost_aware`, decided when the study was
@@ -401,6 +431,24 @@ def _option_type(parameter: inspect.Parameter) -> str:
     annotation = parameter.annotation if isinstance(parameter.annotation, str) else ""
     first = annotation.split("|")[0].strip() if annotation else type(parameter.default).__name__
     return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a name"}.get(first, "")
+
+
+def _as_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with what its missing keys meant when it was stored (_STORED_BEFORE); a study that weighed
+    cost before time-aware weighing existed keeps a constant weight."""
+    data = {**_STORED_BEFORE, **data}
+    options = data.get("sampler_options") or {}
+    if data.get("cost_aware") and isinstance(options, dict) and "time_aware" not in options:
+        data["sampler_options"] = {**options, "time_aware": False}
+    return data
+
+
+def _cost_options() -> set[str]:
+    """The options the cost-aware TPE sampler adds to TPE's own."""
+    from hpsearch.search.cost import CostAwareTPESampler
+
+    return {n for n, p in inspect.signature(CostAwareTPESampler).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 _PROBES = {"true or false": True, "an integer": 1, "a number": 1.0, "a name": "x"}

@@ -226,11 +226,13 @@ def open_study(study_name: str, storage: optuna.storages.BaseStorage) -> tuple[o
     return study, spec
 
 
-def _deadline(study: optuna.Study, spec: StudySpec) -> float | None:
+def _window(study: optuna.Study, spec: StudySpec) -> tuple[float, float] | None:
+    """The study's time budget as (start, deadline) in `time.time()` seconds; None without a timeout."""
     if not spec.timeout:
         return None
     started = study.user_attrs.get("hpsearch_started_at")
-    return (float(started) if started else time.time()) + float(spec.timeout)
+    start = float(started) if started else time.time()
+    return start, start + float(spec.timeout)
 
 
 def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0,
@@ -266,12 +268,13 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
                              "for it (check the URL if it never answers)")
     study, spec = starting.wait_out(join)
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
-    objective.attach_cost(study.sampler)
+    window = worker_outage().wait_out(lambda: _window(study, spec))
+    objective.attach_cost(study.sampler, window)
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback
 
-    deadline = worker_outage().wait_out(lambda: _deadline(study, spec))
+    deadline = window[1] if window else None
     ran = run_trials(study, spec.trials, objective, deadline, recycle,
                      on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec), breaker.callback])
     return ran_before + ran

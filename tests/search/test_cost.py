@@ -4,6 +4,7 @@ a study weighs cost at all."""
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 
 import keras
@@ -16,12 +17,14 @@ from hpsearch.models import get_builder
 from hpsearch.search.adapter import OptunaHyperParameters, build_from_values
 from hpsearch.search.cost import (
     ACTIVATION_WEIGHT,
+    COST_WEIGHT,
     CostAwareTPESampler,
     ModelCost,
     attach_cost,
     model_activations,
     model_cost,
     model_macs,
+    seconds_per_cost,
 )
 from hpsearch.search.spec import StudySpec
 
@@ -84,11 +87,12 @@ def _study(sampler: optuna.samplers.BaseSampler, trials: int, objective=None) ->
     return [t.params["x"] for t in study.trials]
 
 
-def _sampler(cost_aware: bool, seed: int = 3, **options) -> optuna.samplers.TPESampler:
+def _sampler(cost_aware: bool, seed: int = 3, window: tuple[float, float] | None = None,
+             **options) -> optuna.samplers.TPESampler:
     if not cost_aware:
         return optuna.samplers.TPESampler(seed=seed, **options)
     sampler = CostAwareTPESampler(seed=seed, **options)
-    sampler.attach(_cost_of_x, {"x": optuna.distributions.FloatDistribution(0, 1)})
+    sampler.attach(_cost_of_x, {"x": optuna.distributions.FloatDistribution(0, 1)}, window)
     return sampler
 
 
@@ -119,6 +123,59 @@ def test_a_much_better_dear_configuration_still_wins() -> None:
 
     weighed = _study(_sampler(True, n_startup_trials=5), 40, objective)
     assert statistics.mean(weighed[-10:]) > 0.7
+
+
+def _frozen(sampler: CostAwareTPESampler, now: float) -> CostAwareTPESampler:
+    sampler.clock = lambda: now
+    return sampler
+
+
+def test_on_a_time_budget_the_cost_weight_cools_to_nothing_at_the_deadline() -> None:
+    window = (1000.0, 1600.0)
+    cooling = _sampler(True, window=window)
+    assert cooling.weight_now(1000.0) == COST_WEIGHT
+    assert cooling.weight_now(1450.0) == pytest.approx(COST_WEIGHT / 4)  # a quarter of the budget left
+    assert cooling.weight_now(1700.0) == 0.0
+    assert _sampler(True, window=window, time_aware=False).weight_now(1450.0) == COST_WEIGHT
+    assert _sampler(True).weight_now(1450.0) == COST_WEIGHT  # no time budget: nothing to cool
+    # Past the deadline TPE's candidates are weighed as if cost did not matter (the start-up draws stay cheap);
+    # at a quarter left, between the two.
+    spent = _study(_frozen(_sampler(True, window=window, n_startup_trials=5), 1700.0), 30)
+    assert spent == _study(_sampler(True, cost_weight=0.0, n_startup_trials=5), 30)
+    quarter = _study(_frozen(_sampler(True, window=window, n_startup_trials=5), 1450.0), 30)
+    assert quarter == _study(_sampler(True, cost_weight=COST_WEIGHT / 4, n_startup_trials=5), 30)
+    assert quarter != spent and quarter != _study(_sampler(True, n_startup_trials=5), 30)
+
+
+def _timed_study(sampler: CostAwareTPESampler, trials: int, seconds_per_unit: float) -> list[float]:
+    """Each trial records what it cost as a search's trials do (here train_seconds = cost x seconds_per_unit);
+    the dearer, the better."""
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("macs", _cost_of_x({"x": x}))
+        trial.set_user_attr("activations", 0)
+        trial.set_user_attr("epochs_run", 1)
+        trial.set_user_attr("train_seconds", _cost_of_x({"x": x}) * seconds_per_unit)
+        return x
+
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=trials)
+    assert seconds_per_cost(study.trials) == pytest.approx(seconds_per_unit)
+    return [t.params["x"] for t in study.trials]
+
+
+def test_a_candidate_that_would_end_after_the_deadline_is_not_drawn_while_one_that_fits_is() -> None:
+    window = (0.0, 660.0)
+    # 1 s a unit of cost, 60 s left: x above 0.6 (cost 60) would end too late.
+    fitted = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5), 600.0), 25, 1.0)
+    assert max(fitted[5:]) < 0.6 and statistics.mean(fitted[5:]) > 0.3
+    blind = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5, time_aware=False), 600.0), 25,
+                         1.0)
+    assert statistics.mean(blind[-10:]) > 0.7  # without it, TPE goes where the dear, better configurations are
+    # When nothing fits any more (the deadline has passed), TPE still draws where the results are best.
+    late = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5), 700.0), 25, 1.0)
+    assert statistics.mean(late[-10:]) > 0.7
+    assert seconds_per_cost([]) is None
 
 
 def test_without_a_cost_function_it_samples_as_tpe() -> None:
@@ -162,6 +219,17 @@ def test_a_time_budget_turns_it_on_the_study_keeps_the_answer_and_other_samplers
     assert spec(timeout=600, sampler="random").cost_aware is False
     with pytest.raises(UsageError, match="--no-cost-aware"):
         spec(sampler="random", cost_aware=True)
+    assert spec(timeout=600).make_sampler().time_aware is True
+    assert spec(timeout=600).to_dict()["sampler_options"] == {"time_aware": True}  # stored with the study
+    assert spec(timeout=600, sampler_options={"time_aware": False}).make_sampler().time_aware is False
+    assert spec(sampler_options={"time_aware": False}).sampler_options == {}  # no cost weighed: dropped
+    with pytest.raises(UsageError, match="time_aware takes true or false"):
+        spec(timeout=600, sampler_options={"time_aware": "no"})
+    # A study that weighed cost before time-aware weighing existed keeps its constant weight.
+    before = {**spec(timeout=600).to_dict(), "sampler_options": {}}
+    assert StudySpec.from_study(before, "study s").make_sampler().time_aware is False
+    assert StudySpec.from_stored(before).make_sampler().time_aware is False
+    assert StudySpec.load(None, {"timeout": 900}, base=before).make_sampler().time_aware is False
     with pytest.raises(UsageError, match="cost_aware must be bool"):
         StudySpec.from_dict({"study": "s", "model": "cnn", "cost_aware": "yes"})
     # A study stored before cost-aware sampling existed samples as it did, whatever its timeout.
@@ -230,6 +298,7 @@ def test_a_search_on_a_time_budget_weighs_cost_and_records_what_each_trial_cost(
                               storage=f"sqlite:///{tmp_path / 'c.db'}", trials=4, epochs=1, batch_size=64,
                               timeout=300, verbose=False)
     assert "cost-aware sampling: units change" in caplog.text  # the worker's sampler got the cost of each candidate
+    assert "cools to 0 at the deadline" in caplog.text  # and the time budget
     done = [t for t in result.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
     for trial in done:  # 64 inputs -> units -> 10 classes
