@@ -3,7 +3,8 @@ same wall-clock budget, the whole machine to each method in turn.
 
 Methods:
   hpsearch        `hpsearch run` with its defaults (sampler, pruner, workers); no enqueued configuration; with
-                  --timeout the defaults weigh cost since 2026-11-26 (results recorded before are hpsearch-nocost)
+                  --timeout the defaults weigh cost since 2026-11-26 (as hpsearch-cost; results recorded before are
+                  hpsearch-nocost); committed `hpsearch` rows all predate cost-aware sampling
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
@@ -16,9 +17,9 @@ Methods:
   hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
   hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
   hpsearch-cost   (extra) `--cost-aware` with `time_aware=false`: the sampler weighs each configuration's cost
-                  (search/cost.py) with a constant weight (the cost-aware default before time-aware weighing)
+                  (search/cost.py) with a constant weight (the default)
   hpsearch-timed  (extra) `--cost-aware` with `time_aware=true`: the cost's weight cools to 0 at the deadline and
-                  candidates predicted to end after it are not drawn (the default on a time budget)
+                  candidates predicted to end after it are not drawn
   hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
@@ -289,7 +290,7 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "kt-random": "tab:orange",
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
-           "hpsearch-nocost": "darkgoldenrod"}
+           "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:

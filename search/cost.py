@@ -13,12 +13,12 @@ activations (weighed: element-wise layers are bound by memory), times its epochs
   2012; the square root by default), TPE's expected improvement being bounded (1 / gamma): a configuration somewhat
   likelier to be good but 10 times as dear loses to the cheaper one.
 
-On a time budget the cost's weight cools (after "cost cooling", Lee et al., 2020): it falls in proportion to the
-share of the budget left, from `cost_weight` at the start to 0 at the deadline, so early trials buy information
-cheaply and late ones go to what TPE finds likeliest, large or not. And once the study's trials have measured the
-seconds a unit of cost takes, a candidate predicted to end after the deadline is not drawn while one that fits is
-(the deadline stops new trials, not running ones: a trial that overran it would make the study overrun its
-`--timeout`, or come too late where the time is cut hard). The sampler option `time_aware=false` turns both off.
+With the sampler option `time_aware=true` the cost's weight cools on a time budget (after "cost cooling", Lee et
+al., 2020): it falls in proportion to the share of the budget left, from `cost_weight` at the start to 0 at the
+deadline, and once the study's trials have measured the seconds a unit of cost takes, a candidate predicted to end
+after the deadline is not drawn while one that fits is (the deadline stops new trials, not running ones: a trial
+that overran it would make the study overrun its `--timeout`). Off by default: on MNIST at 10 minutes it completed
+fewer trials and its median best was lower (BENCHMARKS.md, "Cost-aware sampling").
 
 Only for a study with a time budget (`--timeout`) by default: with a budget of trials a cheaper trial buys
 nothing. `--cost-aware` / `--no-cost-aware` decide otherwise.
@@ -200,7 +200,7 @@ class CostAwareTPESampler(TPESampler):
     """
 
     def __init__(self, *, startup_candidates: int = STARTUP_CANDIDATES, cost_candidates: int = COST_CANDIDATES,
-                 cost_weight: float = COST_WEIGHT, time_aware: bool = True, **options: Any) -> None:
+                 cost_weight: float = COST_WEIGHT, time_aware: bool = False, **options: Any) -> None:
         super().__init__(**options)
         self.startup_candidates = startup_candidates
         self.cost_candidates = cost_candidates

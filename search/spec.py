@@ -142,14 +142,14 @@ class StudySpec:
                              "pass --no-cost-aware (cost_aware: false)")
 
     def _settle_cost_options(self) -> None:
-        """A study that weighs cost stores whether it is time-aware (on unless asked otherwise), so a resume
+        """A study that weighs cost stores whether it is time-aware (off unless asked), so a resume
         samples as the study began; the cost-aware sampler's options mean nothing to a study that does not weigh
         cost (a resume with --no-cost-aware of one that did, say): they are dropped, with a warning."""
         if not isinstance(self.sampler_options, dict) or self.sampler != "tpe":
             return
         if self.weighs_cost():
             self.sampler_options = {**self.sampler_options}
-            self.sampler_options.setdefault("time_aware", True)
+            self.sampler_options.setdefault("time_aware", False)
             return
         ignored = sorted(set(self.sampler_options) & set(_cost_options()))
         if ignored:

@@ -132,17 +132,18 @@ def _frozen(sampler: CostAwareTPESampler, now: float) -> CostAwareTPESampler:
 
 def test_on_a_time_budget_the_cost_weight_cools_to_nothing_at_the_deadline() -> None:
     window = (1000.0, 1600.0)
-    cooling = _sampler(True, window=window)
+    cooling = _sampler(True, window=window, time_aware=True)
     assert cooling.weight_now(1000.0) == COST_WEIGHT
     assert cooling.weight_now(1450.0) == pytest.approx(COST_WEIGHT / 4)  # a quarter of the budget left
     assert cooling.weight_now(1700.0) == 0.0
     assert _sampler(True, window=window, time_aware=False).weight_now(1450.0) == COST_WEIGHT
-    assert _sampler(True).weight_now(1450.0) == COST_WEIGHT  # no time budget: nothing to cool
+    assert _sampler(True, window=window).weight_now(1450.0) == COST_WEIGHT  # off by default
+    assert _sampler(True, time_aware=True).weight_now(1450.0) == COST_WEIGHT  # no time budget: nothing to cool
     # Past the deadline TPE's candidates are weighed as if cost did not matter (the start-up draws stay cheap);
     # at a quarter left, between the two.
-    spent = _study(_frozen(_sampler(True, window=window, n_startup_trials=5), 1700.0), 30)
+    spent = _study(_frozen(_sampler(True, window=window, n_startup_trials=5, time_aware=True), 1700.0), 30)
     assert spent == _study(_sampler(True, cost_weight=0.0, n_startup_trials=5), 30)
-    quarter = _study(_frozen(_sampler(True, window=window, n_startup_trials=5), 1450.0), 30)
+    quarter = _study(_frozen(_sampler(True, window=window, n_startup_trials=5, time_aware=True), 1450.0), 30)
     assert quarter == _study(_sampler(True, cost_weight=COST_WEIGHT / 4, n_startup_trials=5), 30)
     assert quarter != spent and quarter != _study(_sampler(True, n_startup_trials=5), 30)
 
@@ -167,13 +168,13 @@ def _timed_study(sampler: CostAwareTPESampler, trials: int, seconds_per_unit: fl
 def test_a_candidate_that_would_end_after_the_deadline_is_not_drawn_while_one_that_fits_is() -> None:
     window = (0.0, 660.0)
     # 1 s a unit of cost, 60 s left: x above 0.6 (cost 60) would end too late.
-    fitted = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5), 600.0), 25, 1.0)
+    fitted = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5, time_aware=True), 600.0), 25, 1.0)
     assert max(fitted[5:]) < 0.6 and statistics.mean(fitted[5:]) > 0.3
     blind = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5, time_aware=False), 600.0), 25,
                          1.0)
     assert statistics.mean(blind[-10:]) > 0.7  # without it, TPE goes where the dear, better configurations are
     # When nothing fits any more (the deadline has passed), TPE still draws where the results are best.
-    late = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5), 700.0), 25, 1.0)
+    late = _timed_study(_frozen(_sampler(True, window=window, n_startup_trials=5, time_aware=True), 700.0), 25, 1.0)
     assert statistics.mean(late[-10:]) > 0.7
     assert seconds_per_cost([]) is None
 
@@ -219,10 +220,10 @@ def test_a_time_budget_turns_it_on_the_study_keeps_the_answer_and_other_samplers
     assert spec(timeout=600, sampler="random").cost_aware is False
     with pytest.raises(UsageError, match="--no-cost-aware"):
         spec(sampler="random", cost_aware=True)
-    assert spec(timeout=600).make_sampler().time_aware is True
-    assert spec(timeout=600).to_dict()["sampler_options"] == {"time_aware": True}  # stored with the study
-    assert spec(timeout=600, sampler_options={"time_aware": False}).make_sampler().time_aware is False
-    assert spec(sampler_options={"time_aware": False}).sampler_options == {}  # no cost weighed: dropped
+    assert spec(timeout=600).make_sampler().time_aware is False
+    assert spec(timeout=600).to_dict()["sampler_options"] == {"time_aware": False}  # stored with the study
+    assert spec(timeout=600, sampler_options={"time_aware": True}).make_sampler().time_aware is True
+    assert spec(sampler_options={"time_aware": True}).sampler_options == {}  # no cost weighed: dropped
     with pytest.raises(UsageError, match="time_aware takes true or false"):
         spec(timeout=600, sampler_options={"time_aware": "no"})
     # A study that weighed cost before time-aware weighing existed keeps its constant weight.
@@ -298,10 +299,22 @@ def test_a_search_on_a_time_budget_weighs_cost_and_records_what_each_trial_cost(
                               storage=f"sqlite:///{tmp_path / 'c.db'}", trials=4, epochs=1, batch_size=64,
                               timeout=300, verbose=False)
     assert "cost-aware sampling: units change" in caplog.text  # the worker's sampler got the cost of each candidate
-    assert "cools to 0 at the deadline" in caplog.text  # and the time budget
     done = [t for t in result.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
     for trial in done:  # 64 inputs -> units -> 10 classes
         units = trial.params["units"]
         assert trial.user_attrs["macs"] == (64 * units + units) + (units * 10 + 10)
         assert trial.user_attrs["activations"] == 64 + units + 10
+
+
+def test_a_worker_measures_the_time_budget_from_the_studys_start() -> None:
+    from hpsearch.search.worker import _window
+
+    study = optuna.create_study()
+    timed = StudySpec(study="s", model="cnn", timeout=600)
+    before = time.time()
+    start, deadline = _window(study, timed)  # a study created outside the launcher: from now
+    assert before <= start <= time.time() and deadline == start + 600
+    study.set_user_attr("hpsearch_started_at", 1000.0)  # the launcher's record: every worker shares one deadline
+    assert _window(study, timed) == (1000.0, 1600.0)
+    assert _window(study, StudySpec(study="s", model="cnn")) is None
