@@ -152,12 +152,14 @@ class StudySpec:
             self.sampler_options.setdefault("time_aware", False)
             return
         ignored = sorted(set(self.sampler_options) & set(_cost_options()))
-        if ignored:
+        told = [n for n in ignored if (n, self.sampler_options[n]) != ("time_aware", False)]  # False: stored
+        if told:
             import logging
 
             logging.getLogger("hpsearch").warning(
                 "sampler option(s) %s ignored: they belong to cost-aware sampling, which this study does not use "
-                "(it weighs cost with a --timeout, or with --cost-aware)", ", ".join(ignored))
+                "(it weighs cost with a --timeout, or with --cost-aware)", ", ".join(told))
+        if ignored:
             self.sampler_options = {k: v for k, v in self.sampler_options.items() if k not in ignored}
 
     def _check_sampler_options(self) -> None:
