@@ -57,7 +57,7 @@ COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamm
 # predicted ratios of epoch times to the smallest model's were within 30% of the measured ones.
 ACTIVATION_WEIGHT = 100
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
-RATE_TRIALS = 10  # the seconds a unit of cost takes: the median over the study's last 10 finished trials
+RATE_TRIALS = 10  # the seconds a unit of cost takes, measured over the study's last 10 finished trials
 
 
 def model_counts(model: keras.Model) -> tuple[int, int] | None:
