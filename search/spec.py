@@ -174,8 +174,9 @@ class StudySpec:
         import optuna
 
         sampler_class = self._sampler_class()
-        parameters = dict(inspect.signature(getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])).parameters)
-        if sampler_class.__name__ != _SAMPLER_CLASSES[self.sampler]:  # the cost-aware TPE's own options too
+        optuna_class = getattr(optuna.samplers, _SAMPLER_CLASSES[self.sampler])
+        parameters = dict(inspect.signature(optuna_class).parameters)
+        if sampler_class is not optuna_class:  # the cost-aware TPE's own options too
             parameters.update(inspect.signature(sampler_class).parameters)
         accepted = {n: p for n, p in parameters.items()
                     if n not in ("seed", "search_space") and p.kind is not inspect.Parameter.VAR_KEYWORD}
@@ -275,10 +276,10 @@ class StudySpec:
         model name imports the model registry, i.e. Keras and TensorFlow: seconds a read-only command must not
         spend). Keys a study stored before they existed take their defaults; unknown keys are ignored."""
         spec = cls.__new__(cls)
+        stored = _as_stored(data)  # what the keys it lacks meant when it was stored
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            default = _STORED_BEFORE.get(f.name, default)
-            setattr(spec, f.name, _as_stored(data).get(f.name, None if default is dataclasses.MISSING else default))
+            setattr(spec, f.name, stored.get(f.name, None if default is dataclasses.MISSING else default))
         return spec
 
     @classmethod
