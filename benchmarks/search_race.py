@@ -196,7 +196,7 @@ def _command(method: str, seed: int, args: argparse.Namespace, workdir: Path, ev
     if method.startswith("hpsearch"):
         return [str(Path(sys.executable).parent / "hpsearch"), "run", "--study", f"race-{seed}", "--model", "cnn",
                 "--dataset", args.dataset, "--data-dir", args.data_dir, "--train-size", str(args.train_size),
-                "--epochs", str(args.epochs), "--seed", str(seed), "--trials", "100000",
+                "--epochs", str(args.epochs), "--seed", str(seed),  # no --trials: the time is the budget
                 "--timeout", str(args.budget), *EXTRA_FLAGS.get(method, []),
                 "--storage", f"sqlite:///{workdir / 'race.db'}", "--quiet"]
     return [sys.executable, __file__, "--child", method, "--seed", str(seed), "--dataset", args.dataset,

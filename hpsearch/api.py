@@ -149,7 +149,7 @@ def _train_values(builder: Any, data: Dataset, stored: Any) -> keras.Model:
 
 
 def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storage: str | None = None,
-        trials: int = 20, epochs: int = 10, workers: int | str = 0, enqueue_defaults: bool = False,
+        trials: int | None = None, epochs: int = 10, workers: int | str = 0, enqueue_defaults: bool = False,
         artifacts: str | None = None, verbose: bool = True, **spec: Any) -> SearchResult:
     """Creates (or resumes) a study and runs its trials; returns its result.
 
@@ -160,7 +160,8 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
             (x_train, y_train, optionally x_val, y_val, x_test, y_test, class_names).
         study: the study's name; an existing study with the same set-up is resumed.
         storage: a database URL (default: `$HPSEARCH_STORAGE`, else `sqlite:///hpsearch.db`).
-        trials, epochs: the trial budget and the epochs per trial.
+        trials, epochs: the trial budget (default 20; none with a `timeout`: the time is the budget) and the
+            epochs per trial.
         workers: 0 runs the trials in this process; N > 0 starts N worker processes (importable builder and
             data on disk needed); "auto" lets the launcher choose workers x threads as `hpsearch run` does.
         enqueue_defaults: run the builder's default configuration first.
@@ -253,7 +254,7 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)  # a line per trial
     try:
-        run_trials(study, spec.trials, objective, deadline, callbacks=[note_callback(spec), breaker.callback])
+        run_trials(study, spec.trial_budget, objective, deadline, callbacks=[note_callback(spec), breaker.callback])
     finally:
         optuna.logging.set_verbosity(level)
     return SearchResult(spec.study, url, artifacts, builder, data)

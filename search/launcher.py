@@ -188,11 +188,14 @@ def render(spec: StudySpec, p: Progress, elapsed: float) -> Any:
     from rich.text import Text
 
     best = f"{p.best_value:.4f} (trial {p.best_trial})" if p.best_value is not None else "-"
-    head = Text.assemble((f"study {spec.study}", "bold"), f"  {p.done}/{spec.trials} done ",
+    head = Text.assemble((f"study {spec.study}", "bold"), f"  {_done(spec, p)} ",
                          (f"({p.complete} complete, {p.pruned} pruned, {p.failed} failed)", "dim"),
                          f"  best {spec.metric} {best}  elapsed {_fmt_seconds(elapsed)}",
                          f"  ETA {_fmt_seconds(p.eta_seconds)}")
-    bar = ProgressBar(total=spec.trials, completed=p.done, width=60)
+    if spec.trials is None:  # the time is the budget: the bar shows how much of it went
+        bar = ProgressBar(total=float(spec.timeout or 1), completed=min(elapsed, float(spec.timeout or 1)), width=60)
+    else:
+        bar = ProgressBar(total=spec.trials, completed=p.done, width=60)
     table = Table(box=None, show_header=True, header_style="dim")
     for column in ("trial", "worker", "epoch", f"last {spec.metric}"):
         table.add_column(column)
@@ -202,10 +205,15 @@ def render(spec: StudySpec, p: Progress, elapsed: float) -> Any:
     return Group(head, bar, table) if p.running_trials else Group(head, bar)
 
 
+def _done(spec: StudySpec, p: Progress) -> str:
+    """Trials done against the trial budget ("7/20 done"), or alone when the time is the budget."""
+    return f"{p.done}/{spec.trials} done" if spec.trials is not None else f"{p.done} done"
+
+
 def progress_line(spec: StudySpec, p: Progress, elapsed: float) -> str:
     running = ", ".join(f"#{r['trial']}@{r['worker']} epoch {r['epoch']}/{spec.epochs}" for r in p.running_trials)
     best = f"{p.best_value:.4f} (trial {p.best_trial})" if p.best_value is not None else "-"
-    return (f"[{_fmt_seconds(elapsed)}] {p.done}/{spec.trials} done ({p.complete} complete, {p.pruned} pruned, "
+    return (f"[{_fmt_seconds(elapsed)}] {_done(spec, p)} ({p.complete} complete, {p.pruned} pruned, "
             f"{p.failed} failed), best {spec.metric} {best}, ETA {_fmt_seconds(p.eta_seconds)}"
             + (f"; running {running}" if running else ""))
 
@@ -435,7 +443,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
             *(["--heartbeat-interval", str(heartbeat_interval)] if heartbeat_interval else []),
             *(["--grace-period", str(grace_period)] if grace_period else [])]
     memory = available_memory_gb()  # before the early workers take their share
-    early = _EarlyWorkers(0 if gpus else min(workers or 1, spec.trials), args)
+    early = _EarlyWorkers(0 if gpus else min(workers or 1, spec.trial_budget), args)
     procs: dict[int, subprocess.Popen[bytes]] = {}
     try:
         study, fresh = open_or_create(spec, storage_url, enqueue_defaults, heartbeat_interval, grace_period,
@@ -446,8 +454,8 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
                                  memory)
         env = _worker_env(storage_url, location, threads)
         console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
-                      f"{before.done}/{spec.trials} trials done; starting {workers} worker(s) x {threads} "
-                      f"thread(s); logs in {log_dir}")
+                      f"{before.done} trial(s) done of a budget of {spec.budget_text()}; starting {workers} "
+                      f"worker(s) x {threads} thread(s); logs in {log_dir}")
         base = first_worker_number(fresh)
         previous = _catch_stop_signals()
     except BaseException:  # a check failed, or Ctrl-C: the early workers go too
@@ -484,7 +492,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
 def _plan(study: optuna.Study, spec: StudySpec, before: Progress, workers: int | None, threads: int | None,
           console: Console, memory_gb: float | None = None) -> tuple[int, int]:
     """Workers x threads for this launch (`plan_workers` on what the study has measured so far)."""
-    chosen = plan_workers(workers, threads, spec.trials - before.done - before.running, console,
+    chosen = plan_workers(workers, threads, spec.trial_budget - before.done - before.running, console,
                           StudyService(study, spec).seconds_left(), _trial_cost(study),
                           learning=spec.sampler in LEARNING_SAMPLERS, memory_gb=memory_gb)
     return chosen.workers, chosen.threads
@@ -524,7 +532,7 @@ def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.P
         _stop_workers(procs)
         raise StudyStopped(describe(stopped, spec.study))
     final = outage.wait_out(lambda: measure(study, spec, workers))
-    if final.done < spec.trials and not spec.timeout:
+    if not spec.timeout and final.done < spec.trial_budget:
         raise HpsearchError(f"the workers stopped with {final.done}/{spec.trials} trials done; see the logs in "
                             f"{log_dir}")
     return final
@@ -609,7 +617,8 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
             except Exception as exc:
                 outage.failed(exc)
                 continue
-        work_left = p.done < spec.trials and (p.running or p.waiting or p.done + p.running < spec.trials)
+        budget = spec.trial_budget
+        work_left = p.done < budget and (p.running or p.waiting or p.done + p.running < budget)
         for i, code in exited:
             if work_left and code != 0 and respawns < 3 * workers:
                 respawns += 1

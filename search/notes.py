@@ -26,7 +26,7 @@ def note_markdown(study_name: str, spec: StudySpec | None, rows: list[Any], coun
         lines += [f"`{spec.model}` on `{spec.dataset}`"
                   + (f" ({spec.train_size} training images)" if spec.train_size else "")
                   + f", {spec.sampler} sampler, {spec.pruner} pruner, up to {spec.epochs} epochs, "
-                  f"budget {spec.trials} trials.", ""]
+                  f"budget {spec.budget_text()}.", ""]
     lines += [f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
               f"{counts.get('fail', 0)} failed, {counts.get('running', 0)} running.", ""]
     if not rows:

@@ -112,13 +112,20 @@ def plan(cores: int, trials_left: int, seconds_left: float | None = None, trial_
     if timed and finished < trials_left and w < limit:
         reason = f"a trial takes ~{trial_cost / speedup(t):.0f} s at {t} thread(s): {fit} this way, the most"
     elif w == cores and not threads:
-        reason = f"one per core: {fit}" if timed else f"one per core: {trials_left} trial(s) left fill every round"
+        reason = f"one per core: {fit}" if timed else f"one per core: {_left(trials_left)} fill every round"
     elif w < limit:
         reason = (f"{trials_left} trial(s) left: {w} worker(s) with {t} thread(s) end sooner than {limit}, which "
                   "leave cores idle in the last round")
     else:
         reason = f"limited by {why_limit}"
     return Plan(w, t, f"auto, {reason}")
+
+
+def _left(trials_left: int) -> str:
+    """"3 trial(s) left", or what a study whose time is its whole budget has left."""
+    from hpsearch.search.spec import UNCAPPED_TRIALS
+
+    return f"{trials_left} trial(s) left" if trials_left < UNCAPPED_TRIALS // 2 else "trials without a cap"
 
 
 def _fewest_keeping_throughput(cores: int, best_w: int, best_t: int, threads: int | None, seconds_left: float,

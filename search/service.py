@@ -108,7 +108,7 @@ class StudyService:
             assert self.study is not None, "a storage without SQL is read through its Optuna study"
             p, durations = progress_through_optuna(self.study, self.spec)
             mean = sum(durations) / len(durations) if durations else None
-        left = max(0, self.spec.trials - p.done)
+        left = max(0, self.spec.trial_budget - p.done)
         if mean is not None and left:
             workers = workers or len({r["worker"] for r in p.running_trials})
             p.eta_seconds = mean * left / max(1, workers)
@@ -158,7 +158,8 @@ class StudyService:
         stopped."""
         p = p or self.current()
         data = {"study": self.name or self.spec.study, "model": self.spec.model, "dataset": self.spec.dataset,
-                "budget": self.spec.trials, "complete": p.complete, "pruned": p.pruned, "failed": p.failed,
+                "budget": self.spec.trials, "timeout": self.spec.timeout,  # budget None: the time is the budget
+                "complete": p.complete, "pruned": p.pruned, "failed": p.failed,
                 "running": p.running, "waiting": p.waiting, "best_value": p.best_value, "best_trial": p.best_trial,
                 "eta_seconds": p.eta_seconds, "running_trials": p.running_trials}
         stopped = self.stopped()

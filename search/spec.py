@@ -32,8 +32,13 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # The first pruning rung. Validation recomputes BatchNorm statistics from the current weights (precise BN), so
 # epoch 1 already measures the trained weights (the seed CNN on 2,000 images: 0.81, not 0.10): rungs start there.
 MIN_PRUNING_EPOCHS = 1
-# TPE's random start-up: a tenth of the trial budget, within these bounds.
+# TPE's random start-up: a tenth of the trial budget, within these bounds; a study whose budget is its time alone
+# takes the upper bound (on MNIST at 10 minutes 10 start-up trials beat 4: BENCHMARKS.md, "Sampler defaults").
 TPE_STARTUP_MIN, TPE_STARTUP_MAX = 4, 10
+# The trial budget of a study given neither a number of trials nor a time budget.
+DEFAULT_TRIALS = 20
+# What the trial count holds to when the time is the whole budget (no --trials): more than any study runs.
+UNCAPPED_TRIALS = 10**9
 
 # Objectives measured on the trained model rather than logged by Keras, all minimized.
 MODEL_OBJECTIVES = {"parameters": "the model's parameter count",
@@ -64,7 +69,9 @@ class StudySpec:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     pruner: str = "successive-halving"
     seed: int = 0
-    trials: int = 20
+    # The trial budget over all workers. None when created: DEFAULT_TRIALS, or with a time budget (`timeout`) no
+    # cap at all (stored as None): the search runs until its time is spent.
+    trials: int | None = None
     timeout: float | None = None
     epochs: int = 10
     batch_size: int = 128
@@ -91,6 +98,8 @@ class StudySpec:
             from hpsearch.data_files import normalize as normalize_data
 
             self.dataset = normalize_data(self.dataset)
+        if self.trials is None and self.timeout is None:
+            self.trials = DEFAULT_TRIALS
         if self.cost_aware is None:
             self.cost_aware = self.sampler == "tpe" and self.timeout is not None and not self.multi_objective
         self._settle_cost_options()
@@ -408,9 +417,22 @@ class StudySpec:
         created)."""
         return bool(self.cost_aware) and self.sampler == "tpe" and not self.multi_objective
 
+    @property
+    def trial_budget(self) -> int:
+        """The trial budget to count against: `trials`, or more than any study runs when the time is the budget."""
+        return self.trials if self.trials is not None else UNCAPPED_TRIALS
+
+    def budget_text(self) -> str:
+        """The budget as people read it: "20 trials", "20 trials or 600 s", "600 s"."""
+        seconds = f"{float(self.timeout):g} s" if self.timeout is not None else ""
+        if self.trials is None:
+            return seconds
+        return f"{self.trials} trials" + (f" or {seconds}" if seconds else "")
+
     def tpe_startup_trials(self) -> int:
-        """Random trials before TPE models the results: a tenth of the budget, at least 4, at most 10."""
-        return max(TPE_STARTUP_MIN, min(TPE_STARTUP_MAX, self.trials // 10))
+        """Random trials before TPE models the results: a tenth of the trial budget, at least 4, at most 10; 10
+        when the time is the budget."""
+        return max(TPE_STARTUP_MIN, min(TPE_STARTUP_MAX, self.trial_budget // 10))
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         import optuna

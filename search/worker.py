@@ -275,7 +275,7 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     from hpsearch.search.notes import note_callback
 
     deadline = window[1] if window else None
-    ran = run_trials(study, spec.trials, objective, deadline, recycle,
+    ran = run_trials(study, spec.trial_budget, objective, deadline, recycle,
                      on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec), breaker.callback])
     return ran_before + ran
 

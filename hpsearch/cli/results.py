@@ -163,6 +163,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- studies
+def _done_of_budget(counts: dict[str, int], row: dict[str, Any]) -> str:
+    """Trials done over the study's trial budget ("7/20"), its time budget ("7 in 600 s") when that is all it has,
+    or "7/?" for a study whose spec cannot be read."""
+    done = counts["complete"] + counts["pruned"]
+    if row["budget"] is None and isinstance(row.get("timeout"), (int, float)):
+        return f"{done} in {row['timeout']:g} s"
+    return f"{done}/{row['budget'] or '?'}"
+
+
 def register_studies(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "studies", cmd_studies,
                     "every study in the storage: model, dataset, trials, best value",
@@ -184,7 +193,8 @@ def cmd_studies(args: argparse.Namespace) -> int:
         spec = specs.get(name)
         spec = spec if isinstance(spec, dict) else {}  # a study not made by hpsearch, or an attribute edited by hand
         rows.append({"study": name, "model": spec.get("model"), "dataset": spec.get("dataset"),
-                     "budget": spec.get("trials"), "trials": c, "best_value": best.get(name, {}).get("value"),
+                     "budget": spec.get("trials"), "timeout": spec.get("timeout"), "trials": c,
+                     "best_value": best.get(name, {}).get("value"),
                      "test_accuracy": best.get(name, {}).get("test_accuracy")})
     if args.format == "json":
         print_output(rows, args.format)
@@ -197,7 +207,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
     for r in rows:
         c = r["trials"]
         table.add_row(r["study"], str(r["model"] or "-"), str(r["dataset"] or "-"),
-                      f"{c['complete'] + c['pruned']}/{r['budget'] or '?'}", str(c["pruned"]), str(c["fail"]),
+                      _done_of_budget(c, r), str(c["pruned"]), str(c["fail"]),
                       str(c["running"]), f"{r['best_value']:.4f}" if r["best_value"] is not None else "-",
                       f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "-")
     print_output(table, args.format)

@@ -164,7 +164,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_output(info, args.format)
     else:
-        print(f"created study {spec.study!r} ({spec.model} on {spec.dataset}, {spec.trials} trials) in "
+        print(f"created study {spec.study!r} ({spec.model} on {spec.dataset}, budget {spec.budget_text()}) in "
               f"{mask_url(url)}; run it with `hpsearch run --study {spec.study}` here, or `hpsearch worker --study "
               f"{spec.study}` on each machine")
     return 0

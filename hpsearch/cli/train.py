@@ -132,6 +132,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if spec.objectives:
         raise UsageError("the keras-tuner engine searches one objective (--metric); several objectives and their "
                          "Pareto front need `hpsearch run`")
+    if spec.timeout is not None:
+        raise UsageError("the keras-tuner engine runs a number of trials and has no time budget: drop --timeout and "
+                         "give --trials N (or use `hpsearch run --timeout`)")
     spec = check_spec(spec).spec
     result = tune(args.tuner, spec, args.directory, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     if args.format == "json":

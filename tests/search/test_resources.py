@@ -121,6 +121,8 @@ def test_the_eta_of_a_time_bounded_study_ends_with_its_time_budget() -> None:
         study.add_trial(trial)
     progress = measure(study, spec, workers=2)
     assert progress.eta_seconds is not None and 490 <= progress.eta_seconds <= 500  # not 50 s x 99,998 / 2
+    uncapped = StudySpec(study="eta", model="cnn", timeout=600)  # no --trials: the time is the whole budget
+    assert uncapped.trials is None and 490 <= measure(study, uncapped, workers=2).eta_seconds <= 500
     untimed = StudySpec(study="eta", model="cnn", trials=10)
     assert measure(study, untimed, workers=2).eta_seconds == pytest.approx(50 * 8 / 2)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -65,6 +67,46 @@ def test_no_pruner_prunes_nothing() -> None:
 @pytest.mark.parametrize(("trials", "startup"), [(6, 4), (20, 4), (60, 6), (100, 10), (100_000, 10)])
 def test_tpe_start_up_is_a_tenth_of_the_budget_within_bounds(trials: int, startup: int) -> None:
     assert _spec(trials=trials).tpe_startup_trials() == startup
+
+
+def test_a_time_budget_alone_caps_no_trials() -> None:
+    """`--timeout` without `--trials`: the time is the whole budget, and TPE gets its full random start-up."""
+    timed = _spec(timeout=600)
+    assert timed.trials is None and timed.trial_budget >= 10**9
+    assert timed.tpe_startup_trials() == 10
+    assert timed.budget_text() == "600 s"
+    assert StudySpec.from_dict(timed.to_dict()).trials is None  # stored and read back as it was made
+    assert (_spec().trials, _spec().budget_text(), _spec().tpe_startup_trials()) == (20, "20 trials", 4)
+    both = _spec(trials=30, timeout=90.5)
+    assert (both.trial_budget, both.budget_text()) == (30, "30 trials or 90.5 s")
+
+
+def test_a_worker_runs_past_the_default_trial_count_when_the_time_is_the_budget(tmp_path: Path) -> None:
+    """The worker loop, given a timed study's budget, starts trial after trial: none stops it at 20."""
+    from hpsearch.search.spec import DEFAULT_TRIALS
+    from hpsearch.search.worker import STOP_REQUESTED, run_trials
+
+    spec = _spec(timeout=600)
+    study = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path / 't.db'}", direction="maximize")
+    wanted = DEFAULT_TRIALS + 5
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        if trial.number + 1 >= wanted:
+            STOP_REQUESTED.set()  # as Ctrl-C would: the loop stops before its next trial
+        return trial.suggest_float("x", 0.0, 1.0)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trials(study, spec.trial_budget, objective, gc_after_trial=False)
+    finally:
+        STOP_REQUESTED.clear()
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == wanted
+    # The same loop with the default budget ends by itself at 20 (past 24 the objective would stop it).
+    capped = optuna.create_study(study_name="c", storage=f"sqlite:///{tmp_path / 't.db'}", direction="maximize")
+    try:
+        assert run_trials(capped, _spec().trial_budget, objective, gc_after_trial=False) == DEFAULT_TRIALS
+    finally:
+        STOP_REQUESTED.clear()
 
 
 def test_tpe_is_seeded_per_worker() -> None:

@@ -306,3 +306,19 @@ def test_postgres_read_only_sessions_refuse_writes(postgres_server, capsys: pyte
     with engine.connect() as c, pytest.raises(sqlalchemy.exc.InternalError, match="read-only transaction"):
         c.exec_driver_sql("CREATE INDEX ix_probe ON trials (number)")
     engine.dispose()
+
+
+def test_a_study_whose_time_is_its_budget_reads_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Created with --timeout and no --trials: `status` and `studies` count its trials against the time, not 20."""
+    url = f"sqlite:///{tmp_path / 'timed.db'}"
+    make_study(url)
+    study = optuna.load_study(study_name="s", storage=url)
+    study.set_user_attr("hpsearch_spec", {**SPEC, "trials": None, "timeout": 600.0})
+    assert main(["status", "--study", "s", "--format", "json", "--storage", url]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["complete"], status["budget"], status["timeout"]) == (3, None, 600.0)
+    assert main(["status", "--study", "s", "--storage", url]) == 0
+    text = capsys.readouterr().out
+    assert "3 done" in text and "3/" not in text
+    assert main(["studies", "--storage", url]) == 0
+    assert "3 in 600 s" in capsys.readouterr().out
