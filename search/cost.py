@@ -52,8 +52,8 @@ STARTUP_CANDIDATES = 3  # the cheapest of 3 random draws: a quarter of the space
 COST_CANDIDATES = 24  # all of TPE's candidates (its default 24): about 1 s of model building for the CNN
 COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamma, about 10x) may cost up to 100x more
 # An output number costs as much time as this many multiply-accumulates: element-wise work is bound by memory, not
-# arithmetic. Fitted on one 10-minute CNN search (18 trials, 2 cores): with MACs alone a 224 / 32-filter model
-# ranked cheaper than a 32 / 224 one and trained 2.2x slower (20 s against 9 s an epoch); with this weight the
+# arithmetic. Fitted on one 10-minute CNN search (18 trials, 2 cores): with MACs alone a 192 / 32-filter model
+# ranked cheaper than a 32 / 224 one and trained 2x slower (18 s against 9 s an epoch); with this weight the
 # predicted ratios of epoch times to the smallest model's were within 30% of the measured ones.
 ACTIVATION_WEIGHT = 100
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
