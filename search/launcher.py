@@ -192,7 +192,7 @@ def render(spec: StudySpec, p: Progress, elapsed: float) -> Any:
                          (f"({p.complete} complete, {p.pruned} pruned, {p.failed} failed)", "dim"),
                          f"  best {spec.metric} {best}  elapsed {_fmt_seconds(elapsed)}",
                          f"  ETA {_fmt_seconds(p.eta_seconds)}")
-    if spec.trials is None:  # the time is the budget: the bar shows how much of it went
+    if spec.trials is None:  # the time is the budget: the bar shows how much of it went since the study began
         bar = ProgressBar(total=float(spec.timeout or 1), completed=min(elapsed, float(spec.timeout or 1)), width=60)
     else:
         bar = ProgressBar(total=spec.trials, completed=p.done, width=60)
@@ -454,7 +454,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
                                  memory)
         env = _worker_env(storage_url, location, threads)
         console.print(f"study [bold]{spec.study}[/] on {mask_url(storage_url)}: {spec.model} on {spec.dataset}, "
-                      f"{before.done} trial(s) done of a budget of {spec.budget_text()}; starting {workers} "
+                      f"{before.done} trial(s) done, budget {spec.budget_text()}; starting {workers} "
                       f"worker(s) x {threads} thread(s); logs in {log_dir}")
         base = first_worker_number(fresh)
         previous = _catch_stop_signals()
@@ -593,7 +593,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
     from hpsearch.storage import caused_by_storage, fail_orphaned_trials
 
     respawns, failed_seen = 0, -1
-    display, outage = _Display(spec, console, live), _outage(console, during_progress=True)
+    display, outage = _Display(spec, console, live, _spent(study, spec)), _outage(console, during_progress=True)
     exited: list[tuple[int, int]] = []  # (worker, exit code) reaped but not yet respawned
     while procs or exited:
         try:
@@ -634,12 +634,24 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
             time.sleep(POLL_SECONDS)
 
 
+def _spent(study: optuna.Study, spec: StudySpec) -> float:
+    """Seconds of a time budget spent before this launch (a resumed study's clock runs from its creation); 0 without
+    a time budget, or when the storage does not answer (the display then counts from now)."""
+    if not spec.timeout:
+        return 0.0
+    try:
+        return min(float(spec.timeout), StudyService(study, spec).elapsed())
+    except Exception:  # noqa: BLE001 - a display's starting point is not worth failing a launch over
+        return 0.0
+
+
 class _Display:
     """The progress: a live panel on a terminal, else a line whenever something changed."""
 
-    def __init__(self, spec: StudySpec, console: Console, live: Any) -> None:
+    def __init__(self, spec: StudySpec, console: Console, live: Any, already: float = 0.0) -> None:
+        """`already`: seconds of the study's time budget spent before this launch (a resumed timed study)."""
         self.spec, self.console, self.live = spec, console, live
-        self.start = time.monotonic()
+        self.start = time.monotonic() - already
         self.last = ""
 
     def update(self, p: Progress) -> None:

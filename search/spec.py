@@ -47,7 +47,7 @@ OBJECTIVES_MAX = 4
 
 SPEC_ATTR = "hpsearch_spec"
 # What a key a study stored before the key existed means: that study sampled without weighing cost.
-_STORED_BEFORE: dict[str, Any] = {"cost_aware": False}
+_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": 20}  # every spec stored a trial budget then
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
 
@@ -424,9 +424,9 @@ class StudySpec:
 
     def budget_text(self) -> str:
         """The budget as people read it: "20 trials", "20 trials or 600 s", "600 s"."""
-        seconds = f"{float(self.timeout):g} s" if self.timeout is not None else ""
+        seconds = f"{float(self.timeout):.0f} s" if self.timeout is not None else ""
         if self.trials is None:
-            return seconds
+            return seconds or "no limit"
         return f"{self.trials} trials" + (f" or {seconds}" if seconds else "")
 
     def tpe_startup_trials(self) -> int:

@@ -358,7 +358,8 @@ def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable
     if stopped:
         raise StudyStopped(describe(stopped, study.study_name))
     lock.acquire()
-    if remaining_budget(study, budget) == 0 and not count_trials(study, (TrialState.WAITING,)):
+    spent = remaining_budget(study, budget) == 0 or _grid_exhausted(study)
+    if spent and not count_trials(study, (TrialState.WAITING,)):
         lock.release()
         if not count_trials(study, (TrialState.RUNNING,)):
             return "done"
@@ -371,6 +372,15 @@ def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable
     finally:
         lock.release()
     return "ran"
+
+
+def _grid_exhausted(study: optuna.Study) -> bool:
+    """A grid search whose every point has been tried: Optuna's GridSampler would try them again (a study whose time
+    is its whole budget has no trial cap to stop it)."""
+    import optuna
+
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
 
 
 def worker_outage(detail: str = "") -> Outage:

@@ -283,7 +283,8 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampler and data seed (default 0)")
     p.add_argument("--trials", type=int, help="trial budget of the study, over all workers (default 20; with --timeout "
                    "and no --trials the time is the whole budget)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=float,
+                   help="stop starting trials after this many seconds, counted from the study's creation")
     p.add_argument("--epochs", type=int, help="maximum epochs per trial (default 10)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a hyperparameter (repeatable)")

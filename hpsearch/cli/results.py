@@ -168,7 +168,7 @@ def _done_of_budget(counts: dict[str, int], row: dict[str, Any]) -> str:
     or "7/?" for a study whose spec cannot be read."""
     done = counts["complete"] + counts["pruned"]
     if row["budget"] is None and isinstance(row.get("timeout"), (int, float)):
-        return f"{done} in {row['timeout']:g} s"
+        return f"{done} in {row['timeout']:.0f} s"
     return f"{done}/{row['budget'] or '?'}"
 
 

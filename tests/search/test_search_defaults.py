@@ -77,8 +77,8 @@ def test_a_time_budget_alone_caps_no_trials() -> None:
     assert timed.budget_text() == "600 s"
     assert StudySpec.from_dict(timed.to_dict()).trials is None  # stored and read back as it was made
     assert (_spec().trials, _spec().budget_text(), _spec().tpe_startup_trials()) == (20, "20 trials", 4)
-    both = _spec(trials=30, timeout=90.5)
-    assert (both.trial_budget, both.budget_text()) == (30, "30 trials or 90.5 s")
+    both = _spec(trials=30, timeout=90.4)
+    assert (both.trial_budget, both.budget_text()) == (30, "30 trials or 90 s")
 
 
 def test_a_worker_runs_past_the_default_trial_count_when_the_time_is_the_budget(tmp_path: Path) -> None:
@@ -107,6 +107,24 @@ def test_a_worker_runs_past_the_default_trial_count_when_the_time_is_the_budget(
         assert run_trials(capped, _spec().trial_budget, objective, gc_after_trial=False) == DEFAULT_TRIALS
     finally:
         STOP_REQUESTED.clear()
+
+
+def test_a_grid_search_on_a_time_budget_ends_when_every_point_is_tried(tmp_path: Path) -> None:
+    """Optuna's grid sampler would try its points again; with no trial cap nothing else would stop the worker."""
+    from hpsearch.search.worker import run_trials
+
+    study = optuna.create_study(study_name="g", storage=f"sqlite:///{tmp_path / 'g.db'}", direction="maximize",
+                                sampler=optuna.samplers.GridSampler({"x": [1, 2, 3]}, seed=0))
+    assert run_trials(study, _spec(timeout=600).trial_budget, lambda t: t.suggest_categorical("x", [1, 2, 3]),
+                      gc_after_trial=False) == 3
+    assert sorted(t.params["x"] for t in study.trials) == [1, 2, 3]
+
+
+def test_keras_tuner_engine_refuses_a_time_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    from hpsearch.cli import main
+
+    assert main(["tune", "--study", "k", "--model", "cnn", "--timeout", "60"]) == 2
+    assert "drop --timeout and give --trials N" in capsys.readouterr().err
 
 
 def test_tpe_is_seeded_per_worker() -> None:

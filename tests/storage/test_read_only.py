@@ -308,8 +308,10 @@ def test_postgres_read_only_sessions_refuse_writes(postgres_server, capsys: pyte
     engine.dispose()
 
 
-def test_a_study_whose_time_is_its_budget_reads_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_study_whose_time_is_its_budget_reads_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Created with --timeout and no --trials: `status` and `studies` count its trials against the time, not 20."""
+    monkeypatch.setenv("COLUMNS", "200")  # the table's cells on one line each
     url = f"sqlite:///{tmp_path / 'timed.db'}"
     make_study(url)
     study = optuna.load_study(study_name="s", storage=url)
