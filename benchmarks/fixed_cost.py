@@ -11,6 +11,9 @@ test-set evaluation (`test_seconds`). From them, per group of runs:
 
 Run:  .venv/bin/python benchmarks/fixed_cost.py [LABEL=GLOB ...]
       (default: the committed runs with and without cost-aware sampling; GLOBs under benchmarks/results/race/)
+      .venv/bin/python benchmarks/fixed_cost.py --builds [--rounds 3]
+      (instead: what the cost-aware sampler spends per trial, timed here: building 24 random configurations of the
+      race's CNN space, counting their cost, and the full garbage collection after them)
 Prints a Markdown table.
 """
 
@@ -63,10 +66,49 @@ def cell(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}] ({len(values)})"
 
 
+def time_builds(rounds: int, candidates: int = 24) -> None:
+    """Seconds to build `candidates` CNN models of random configurations, to count their cost, and to collect them:
+    the cost-aware sampler's work for one trial after its start-up (its cache empty)."""
+    import gc
+    import random
+    import time
+
+    from hpsearch.models import get_builder
+    from hpsearch.search.adapter import as_build_function, values_hyperparameters
+    from hpsearch.search.cost import model_cost
+
+    build = as_build_function(get_builder("cnn", (28, 28, 1), 10))
+    rng = random.Random(0)
+
+    def draw() -> dict[str, int]:
+        return {"filters_1": rng.choice(range(32, 257, 32)), "filters_2": rng.choice(range(32, 257, 32)),
+                "units": rng.choice(range(64, 513, 64)), "epochs": 3}
+
+    build(values_hyperparameters(draw()))  # the first build pays for imports and tracing
+    print(f"| round | build {candidates} models, s | count their cost, s | full collection, s |")
+    print("|---|---|---|---|")
+    for n in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        models = [build(values_hyperparameters(draw())) for _ in range(candidates)]
+        t1 = time.perf_counter()
+        for model in models:
+            model_cost(model)
+        t2 = time.perf_counter()
+        del models
+        gc.collect()
+        t3 = time.perf_counter()
+        print(f"| {n} | {t1 - t0:.2f} | {t2 - t1:.3f} | {t3 - t2:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="LABEL=GLOB under benchmarks/results/race/")
+    parser.add_argument("--builds", action="store_true", help="time the cost-aware sampler's model builds instead")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.builds:
+        time_builds(args.rounds)
+        return
     groups = dict(g.split("=", 1) for g in args.groups) if args.groups else DEFAULT_GROUPS
     print("| runs | seeds | inside, pruned | inside, complete | between | recycle (every 10th gap) | test evaluation |")
     print("|---|---|---|---|---|---|---|")
