@@ -47,7 +47,7 @@ OBJECTIVES_MAX = 4
 
 SPEC_ATTR = "hpsearch_spec"
 # What a key a study stored before the key existed means: that study sampled without weighing cost.
-_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": 20}  # every spec stored a trial budget then
+_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": DEFAULT_TRIALS}  # all stored one then
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
 
