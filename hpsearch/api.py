@@ -248,12 +248,15 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=spec.make_sampler(),
                               pruner=spec.make_pruner())
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)), data=data, builder=builder)
-    spent = budget_spent(study, spec, StudyService(study, spec).progress())
+    progress = StudyService(study, spec).progress()
+    window = None
+    if spec.timeout:  # a resumed study's time budget runs on from its first run
+        start = start_clock(study, restart=not progress.total)
+        window = (start, start + float(spec.timeout))
+    spent = budget_spent(study, spec, progress)
     if spent:
         logging.getLogger("hpsearch").warning("%s", spent)
         return SearchResult(spec.study, url, artifacts, builder, data)
-    start = start_clock(study)  # a resumed study's time budget runs on from its first run
-    window = (start, start + float(spec.timeout)) if spec.timeout else None
     objective.attach_cost(study.sampler, window)
     deadline = window[1] if window else None
 

@@ -150,6 +150,7 @@ class ModelCost:
         self.builds = 0
         self.build_seconds = 0.0
         self.unshared: set[tuple[tuple[str, str], ...]] = set()  # measured here, not yet on the study
+        self.base: float | None = None  # the builder's defaults' cost, once find_relevant measured it
 
     def __call__(self, params: Mapping[str, Any]) -> float | None:
         values = {**params, **self.fixed}
@@ -157,6 +158,7 @@ class ModelCost:
         if key not in self.cache:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
+                self.unshared.clear()
             self.cache[key] = self._measure(values)
             self.unshared.add(key)
         return self.cache[key]
@@ -168,7 +170,8 @@ class ModelCost:
 
         return json.dumps({"fixed": sorted((k, repr(v)) for k, v in self.fixed.items()),
                            "relevant": sorted(self.relevant) if self.relevant is not None else None,
-                           "activation_weight": ACTIVATION_WEIGHT})
+                           "activation_weight": ACTIVATION_WEIGHT,
+                           "defaults": self.base})  # the builder's defaults' cost: an edited builder differs
 
     def load_shared(self, shared: Any) -> None:
         """Takes the costs a study keeps (`share`'s value) when they were measured in this context."""
@@ -177,30 +180,27 @@ class ModelCost:
         if not isinstance(shared, dict) or shared.get("context") != self.context():
             return
         for text, cost in (shared.get("costs") or {}).items():
-            if len(self.cache) >= self.cache_size:
+            if len(self.cache) >= self.cache_size // 2:  # room left for this process's own measures
                 break
             try:
                 key = tuple((str(name), str(value)) for name, value in json.loads(text))
             except (TypeError, ValueError):
                 continue
-            if key not in self.cache and (cost is None or isinstance(cost, int | float)):
-                self.cache[key] = None if cost is None else float(cost)
+            if key not in self.cache and isinstance(cost, int | float) and cost > 0:
+                self.cache[key] = float(cost)
 
     def share(self, shared: Any) -> dict[str, Any] | None:
-        """The study's cost cache (`shared`, as read from it) with what was measured here added; None when nothing
-        new was."""
+        """The study's cost cache (`shared`, as read from it) with the costs measured here added; None when no new
+        one was. An unknown cost (a build that failed, perhaps for a passing reason) stays in this process."""
         import json
 
-        if not self.unshared:
-            return None
         context = self.context()
         same = isinstance(shared, dict) and shared.get("context") == context
         costs = dict(shared.get("costs") or {}) if same else {}
-        for key in self.unshared:
-            if key in self.cache and len(costs) < SHARED_COSTS:
-                costs[json.dumps([list(pair) for pair in key])] = self.cache[key]
-        self.unshared.clear()
-        return {"context": context, "costs": costs}
+        known = [key for key in self.unshared if self.cache.get(key)]
+        for key in known[:max(0, SHARED_COSTS - len(costs))]:
+            costs[json.dumps([list(pair) for pair in key])] = self.cache[key]
+        return {"context": context, "costs": costs} if known else None
 
     def _measure(self, values: dict[str, Any]) -> float | None:
         import random
@@ -230,7 +230,7 @@ class ModelCost:
         """The hyperparameters that change the cost: each moved alone from the builder's defaults to both ends of
         its range (two builds each); a conditional one (perhaps inactive at the defaults) always counts."""
         self.relevant = None
-        base = self({})
+        base = self.base = self({})
         relevant = set(conditional)
         for name, dist in space.items():
             if name in relevant:
@@ -330,7 +330,8 @@ class CostAwareTPESampler(TPESampler):
                     merged = cost.share(storage.get_study_system_attrs(study_id).get(COST_CACHE_ATTR))
                     if merged is not None:
                         storage.set_study_system_attr(study_id, COST_CACHE_ATTR, merged)
-                except Exception as exc:  # noqa: BLE001 - see above
+                    cost.unshared.clear()
+                except Exception as exc:  # noqa: BLE001 - see above; kept for the next trial's write
                     logger.debug("the study's cost cache was not written: %s", exc)
 
     def _cheapest_random(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,

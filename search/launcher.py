@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 import secrets
 import signal
@@ -450,12 +451,15 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
                                       warm_start)
         log_dir = prepare_output_dir(logs / safe_filename(spec.study), (), flag="--artifacts")
         before = measure(study, spec, workers or 1)
+        if spec.timeout:  # a study that never got a trial (an older `create` started its clock) starts it now
+            start_clock(study, restart=not before.total)
         spent = budget_spent(study, spec, before)
         if spent:
             early.discard()
             console.print(f"[yellow]{spent}[/]", highlight=False)
+            if console.quiet:  # `hpsearch.run(..., workers=N, verbose=False)`: the log says it
+                logging.getLogger("hpsearch").warning("%s", spent)
             return before
-        start_clock(study)
         workers, threads = _plan(study, spec, before, workers or (len(gpus) if gpus else None), threads, console,
                                  memory)
         env = _worker_env(storage_url, location, threads)
@@ -560,7 +564,7 @@ def budget_spent(study: optuna.Study, spec: StudySpec, progress: Progress) -> st
     if (spec.trials is not None and progress.done >= spec.trial_budget and not progress.running
             and not progress.waiting):
         return (f"study {spec.study!r} has spent its trial budget ({progress.done}/{spec.trials} trials done), so "
-                f"no trial starts; to search on, run it with more --trials (--trials {spec.trials + 10} runs 10 "
+                f"no trial starts; to search on, run it with more --trials (--trials {progress.done + 10} runs 10 "
                 "more)")
     return None
 

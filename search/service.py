@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 STARTED_ATTR = "hpsearch_started_at"
 
 
-def start_clock(study: optuna.Study) -> float:
-    """The `time.time()` at which the study's time budget began, recorded now if no run came before."""
+def start_clock(study: optuna.Study, restart: bool = False) -> float:
+    """The `time.time()` at which the study's time budget began, recorded now if no run came before (or, with
+    `restart`, in any case)."""
     started = study.user_attrs.get(STARTED_ATTR)
-    if started is None:
+    if started is None or restart:
         started = time.time()
         study.set_user_attr(STARTED_ATTR, started)
     return float(started)
@@ -48,6 +49,11 @@ class Progress:
     @property
     def done(self) -> int:
         return self.complete + self.pruned
+
+    @property
+    def total(self) -> int:
+        """Every trial the study has, in any state."""
+        return self.complete + self.pruned + self.failed + self.running + self.waiting
 
 
 @dataclass

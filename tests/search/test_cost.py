@@ -347,3 +347,25 @@ def test_a_recycled_worker_looks_up_the_costs_its_study_measured_instead_of_buil
     again = worker_process({"epochs": 3})
     assert again.cost.builds == 0
     assert worker_process({"epochs": 3, "units": 64}).cost.builds > 0  # fixed differently: the costs do not hold
+
+
+def test_a_cost_unknown_for_a_passing_reason_is_not_kept_on_the_study() -> None:
+    """A build that failed (out of memory, say) rules its configuration out in its own process only."""
+
+    def build(hp):
+        units = hp.Int("units", 16, 64, step=16)
+        if units == 32:
+            raise MemoryError("out of memory while building")
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(units)])
+
+    first = ModelCost(build, {"epochs": 1})
+    known = first({"units": 16})
+    assert known and first({"units": 32}) is None
+    shared = first.share(None)
+    assert list(shared["costs"].values()) == [known]
+    fresh = ModelCost(build, {"epochs": 1})
+    fresh.load_shared(shared)
+    assert fresh({"units": 16}) == known and fresh.builds == 0  # looked up
+    fresh({"units": 32})
+    assert fresh.builds == 1  # tried again
+    assert ModelCost(build, {"epochs": 2}).share(None) is None  # nothing measured, nothing to write

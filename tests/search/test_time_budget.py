@@ -32,6 +32,11 @@ def _spec(study: optuna.Study) -> StudySpec:
     return StudySpec.from_dict(study.user_attrs["hpsearch_spec"])
 
 
+def _add_trial(study: optuna.Study) -> None:
+    study.add_trial(optuna.trial.create_trial(
+        params={"filters": 4}, distributions={"filters": optuna.distributions.IntDistribution(2, 8)}, value=0.9))
+
+
 def test_a_created_study_starts_its_time_at_its_first_run(tmp_path: Path) -> None:
     """Created now and run in an hour, a study with --timeout 60 still gets its 60 s."""
     from hpsearch.search.worker import _window
@@ -48,21 +53,37 @@ def test_a_created_study_starts_its_time_at_its_first_run(tmp_path: Path) -> Non
 
 def test_a_spent_time_budget_starts_nothing_and_says_how_to_go_on(tmp_path: Path) -> None:
     url, study = _create(tmp_path, "spent", "--timeout", "60")
+    _add_trial(study)
     study.set_user_attr(STARTED_ATTR, time.time() - 100)
+    before = time.monotonic()
     ran = run_cli("run", "--storage", url, "--study", "spent", cwd=tmp_path, timeout=300)
+    took = time.monotonic() - before
     assert ran.returncode == 0, ran.stderr[-2000:]
     out = " ".join(ran.stdout.split())
     assert "has spent its time budget (60 s" in out, out
     gives = re.search(r"--timeout (\d+) gives it 60 s more", out)
-    assert gives and 155 <= int(gives.group(1)) <= 175, out  # 100 s spent + 60 s more
+    assert gives and 159 <= int(gives.group(1)) <= 161 + took, out  # 100 s spent + 60 s more
     assert "starting" not in out  # no worker started
-    assert len(study.get_trials()) == 0
+    assert len(study.get_trials()) == 1
+
+
+def test_a_study_without_a_trial_starts_its_clock_at_its_run_even_if_an_older_create_started_it(
+        tmp_path: Path) -> None:
+    """Studies created before the clock waited for the first run have it from their creation."""
+    from hpsearch.search.launcher import budget_spent
+
+    _, study = _create(tmp_path, "old", "--timeout", "60")
+    study.set_user_attr(STARTED_ATTR, time.time() - 3600)
+    service = StudyService(study, _spec(study))
+    assert budget_spent(study, _spec(study), service.progress())  # as the study stands, spent
+    start_clock(study, restart=not service.progress().total)  # what `run` and the API do first
+    assert budget_spent(study, _spec(study), service.progress()) is None
+    assert 55 <= service.seconds_left() <= 60
 
 
 def test_a_spent_trial_budget_starts_nothing_and_says_how_to_go_on(tmp_path: Path) -> None:
     url, study = _create(tmp_path, "full", "--trials", "1")
-    study.add_trial(optuna.trial.create_trial(
-        params={"filters": 4}, distributions={"filters": optuna.distributions.IntDistribution(2, 8)}, value=0.9))
+    _add_trial(study)
     ran = run_cli("run", "--storage", url, "--study", "full", cwd=tmp_path, timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]
     out = " ".join(ran.stdout.split())
@@ -89,9 +110,10 @@ def test_the_api_runs_nothing_on_a_spent_study_and_logs_why(tmp_path: Path,
     import hpsearch
 
     url, study = _create(tmp_path, "api", "--timeout", "60")
+    _add_trial(study)
     study.set_user_attr(STARTED_ATTR, time.time() - 100)
     with caplog.at_level(logging.WARNING, logger="hpsearch"):
         hpsearch.run("resnet4", "mnist-sample", study="api", storage=url, timeout=60, epochs=1, verbose=False,
                      artifacts=str(tmp_path / "art"))
     assert "has spent its time budget (60 s" in caplog.text
-    assert len(study.get_trials()) == 0
+    assert len(study.get_trials()) == 1
