@@ -317,7 +317,10 @@ class CostAwareTPESampler(TPESampler):
         if not isinstance(cost, ModelCost) or not self.share_costs:
             yield
             return
-        storage, study_id = study._storage, study._study_id
+        from hpsearch.storage.optuna_compat import study_id as id_of
+        from hpsearch.storage.optuna_compat import study_storage
+
+        storage, study_id = study_storage(study), id_of(study)
         try:
             cost.load_shared(storage.get_study_system_attrs(study_id).get(COST_CACHE_ATTR))
         except Exception as exc:  # noqa: BLE001 - see above

@@ -325,6 +325,7 @@ def test_a_recycled_worker_looks_up_the_costs_its_study_measured_instead_of_buil
     none of them again; another --set (a stale context) builds them anew."""
     from hpsearch.search.adapter import as_build_function
     from hpsearch.search.cost import COST_CACHE_ATTR
+    from hpsearch.storage.optuna_compat import study_id, study_storage
 
     builder = get_builder("cnn", (28, 28, 1), 10)
     url = f"sqlite:///{tmp_path / 'c.db'}"
@@ -342,7 +343,7 @@ def test_a_recycled_worker_looks_up_the_costs_its_study_measured_instead_of_buil
 
     first = worker_process({"epochs": 3})
     study = optuna.load_study(study_name="c", storage=url)
-    stored = study._storage.get_study_system_attrs(study._study_id)[COST_CACHE_ATTR]
+    stored = study_storage(study).get_study_system_attrs(study_id(study))[COST_CACHE_ATTR]
     assert first.cost.builds == len(stored["costs"]) >= 5  # the cheapest of 3 draws, twice (a size drawn twice once)
     again = worker_process({"epochs": 3})
     assert again.cost.builds == 0
