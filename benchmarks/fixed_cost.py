@@ -14,6 +14,8 @@ Run:  .venv/bin/python benchmarks/fixed_cost.py [LABEL=GLOB ...]
       .venv/bin/python benchmarks/fixed_cost.py --builds [--rounds 3]
       (instead: what the cost-aware sampler spends per trial, timed here: building 24 random configurations of the
       race's CNN space, counting their cost, and the full garbage collection after them)
+      .venv/bin/python benchmarks/fixed_cost.py --rate 'mnist-24000-e3-b1800/events-hpsearch-cost-*.jsonl'
+      (instead: each run's seconds of `fit` per unit of model cost over its completed trials: the machine's speed)
       .venv/bin/python benchmarks/fixed_cost.py --sampling [--trials 40] [--seeds 0,1] [--recycle 10]
       (instead: the cost-aware sampler's seconds and model builds per trial in a search of the race's CNN space
       whose trials train nothing (a made-up score of the configuration), its worker process replaced every
@@ -169,6 +171,30 @@ def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
                       f"{statistics.mean(builds):.1f} | {statistics.median(starts):.2f} |", flush=True)
 
 
+def machine_rate(pattern: str, epochs: int) -> None:
+    """Per run: seconds `fit` took per unit of `model_cost` and epoch, over its completed trials (all `epochs`
+    epochs: the races' epoch cap, which their early stopping cannot cut at patience 3). The CNN models are built
+    here to count their cost; a run from another machine shows as another rate."""
+    from hpsearch.models import get_builder
+    from hpsearch.search.cost import ModelCost
+
+    cost = ModelCost(get_builder("cnn", (28, 28, 1), 10), {"epochs": 1})
+    print("| run | completed trials | ms per 10^9 units of cost, median [min-max] |")
+    print("|---|---|---|")
+    for path in sorted(RACES.glob(pattern)):
+        rates = []
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            params = row.get("params") or {}
+            if row.get("state") == "COMPLETE" and row.get("train_seconds") and "filters_1" in params:
+                units = cost({k: params[k] for k in ("filters_1", "filters_2", "units")})
+                if units:
+                    rates.append(row["train_seconds"] / (units * epochs) * 1e12)
+        if rates:
+            print(f"| {path.relative_to(RACES)} | {len(rates)} | {statistics.median(rates):.1f} "
+                  f"[{min(rates):.1f}-{max(rates):.1f}] |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="LABEL=GLOB under benchmarks/results/race/")
@@ -179,7 +205,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--recycle", type=int, default=10)
+    parser.add_argument("--rate", metavar="GLOB", help="instead: each run's seconds per unit of model cost, from the "
+                        "completed trials of the events files GLOB matches under benchmarks/results/race/")
+    parser.add_argument("--epochs", type=int, default=3, help="with --rate: the runs' epoch cap")
     args = parser.parse_args()
+    if args.rate:
+        machine_rate(args.rate, args.epochs)
+        return
     if args.builds:
         time_builds(args.rounds)
         return
