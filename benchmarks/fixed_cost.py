@@ -14,6 +14,12 @@ Run:  .venv/bin/python benchmarks/fixed_cost.py [LABEL=GLOB ...]
       .venv/bin/python benchmarks/fixed_cost.py --builds [--rounds 3]
       (instead: what the cost-aware sampler spends per trial, timed here: building 24 random configurations of the
       race's CNN space, counting their cost, and the full garbage collection after them)
+      .venv/bin/python benchmarks/fixed_cost.py --rate 'mnist-24000-e3-b1800/events-hpsearch-cost-*.jsonl'
+      (instead: each run's seconds of `fit` per unit of model cost over its completed trials: the machine's speed)
+      .venv/bin/python benchmarks/fixed_cost.py --sampling [--trials 40] [--seeds 0,1] [--recycle 10]
+      (instead: the cost-aware sampler's seconds and model builds per trial in a search of the race's CNN space
+      whose trials train nothing (a made-up score of the configuration), its worker process replaced every
+      `--recycle` trials as `hpsearch worker` does, with the measured costs kept on the study and without)
 Prints a Markdown table.
 """
 
@@ -21,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import statistics
 from pathlib import Path
 
@@ -100,14 +108,115 @@ def time_builds(rounds: int, candidates: int = 24) -> None:
         print(f"| {n} | {t1 - t0:.2f} | {t2 - t1:.3f} | {t3 - t2:.3f} |")
 
 
+def _made_up_score(params: dict, rng: random.Random) -> float:
+    """Higher for larger models and a learning rate near 1e-3, with noise: enough for TPE to concentrate."""
+
+    size = math.log(params["filters_1"] * params["filters_2"] * params["units"]) / math.log(256 * 256 * 512)
+    rate = -abs(math.log10(params["learning_rate"]) + 3) / 3
+    return 0.95 + 0.03 * size + 0.01 * rate + rng.gauss(0, 0.002)
+
+
+def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
+    """Per trial after the start-up: the seconds `ask` took (sampling, the cost-aware sampler's builds and its
+    collection) and the models built, a study keeping the measured costs or not, side by side per seed."""
+    import random
+    import statistics
+    import tempfile
+    import time
+
+    import optuna
+
+    from hpsearch.models import get_builder
+    from hpsearch.search.adapter import OptunaHyperParameters, as_build_function
+    from hpsearch.search.cost import CostAwareTPESampler, attach_cost
+    from hpsearch.search.spec import StudySpec
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    builder = get_builder("cnn", (28, 28, 1), 10)
+    fixed = {"epochs": 3}
+    spec = StudySpec(study="s", model="cnn", timeout=900, epochs=3)
+    print("| seed | costs kept on the study | trials after start-up | ask, s per trial | builds per trial | "
+          "worker start (relevance builds), s |")
+    print("|---|---|---|---|---|---|")
+    for seed in seeds:
+        for shared in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite:///{tmp}/s.db"
+                optuna.create_study(study_name="s", storage=url, direction="maximize")
+                rng = random.Random(seed)
+                asks, builds, starts = [], [], []
+                sampler = None
+                for number in range(trials):
+                    if number % recycle == 0:  # a fresh worker process: a new sampler and cost function
+                        t0 = time.perf_counter()
+                        sampler = spec.make_sampler(None, seed + number)
+                        assert isinstance(sampler, CostAwareTPESampler)
+                        sampler.share_costs = shared
+                        attach_cost(sampler, builder, fixed)
+                        starts.append(time.perf_counter() - t0)
+                        study = optuna.load_study(study_name="s", storage=url, sampler=sampler)
+                    before = sampler.cost.builds
+                    t0 = time.perf_counter()
+                    trial = study.ask()
+                    model = as_build_function(builder)(OptunaHyperParameters(trial, fixed))  # samples the rest
+                    elapsed = time.perf_counter() - t0
+                    params = dict(trial.params)
+                    del model
+                    if number >= spec.tpe_startup_trials():
+                        asks.append(elapsed)
+                        builds.append(sampler.cost.builds - before)
+                    study.tell(trial, _made_up_score(params, rng))
+                print(f"| {seed} | {'yes' if shared else 'no'} | {len(asks)} | "
+                      f"{statistics.median(asks):.2f} [{min(asks):.2f}-{max(asks):.2f}] | "
+                      f"{statistics.mean(builds):.1f} | {statistics.median(starts):.2f} |", flush=True)
+
+
+def machine_rate(pattern: str, epochs: int) -> None:
+    """Per run: seconds `fit` took per unit of `model_cost` and epoch, over its completed trials (all `epochs`
+    epochs: the races' epoch cap, which their early stopping cannot cut at patience 3). The CNN models are built
+    here to count their cost; a run from another machine shows as another rate."""
+    from hpsearch.models import get_builder
+    from hpsearch.search.cost import ModelCost
+
+    cost = ModelCost(get_builder("cnn", (28, 28, 1), 10), {"epochs": 1})
+    print("| run | completed trials | ms per 10^9 units of cost, median [min-max] |")
+    print("|---|---|---|")
+    for path in sorted(RACES.glob(pattern)):
+        rates = []
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            params = row.get("params") or {}
+            if row.get("state") == "COMPLETE" and row.get("train_seconds") and "filters_1" in params:
+                units = cost({k: params[k] for k in ("filters_1", "filters_2", "units")})
+                if units:
+                    rates.append(row["train_seconds"] / (units * epochs) * 1e12)
+        if rates:
+            print(f"| {path.relative_to(RACES)} | {len(rates)} | {statistics.median(rates):.1f} "
+                  f"[{min(rates):.1f}-{max(rates):.1f}] |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="LABEL=GLOB under benchmarks/results/race/")
     parser.add_argument("--builds", action="store_true", help="time the cost-aware sampler's model builds instead")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sampling", action="store_true",
+                        help="time the cost-aware sampler per trial, with and without the study's cost cache")
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--recycle", type=int, default=10)
+    parser.add_argument("--rate", metavar="GLOB", help="instead: each run's seconds per unit of model cost, from the "
+                        "completed trials of the events files GLOB matches under benchmarks/results/race/")
+    parser.add_argument("--epochs", type=int, default=3, help="with --rate: the runs' epoch cap")
     args = parser.parse_args()
+    if args.rate:
+        machine_rate(args.rate, args.epochs)
+        return
     if args.builds:
         time_builds(args.rounds)
+        return
+    if args.sampling:
+        time_sampling(args.trials, [int(s) for s in args.seeds.split(",")], args.recycle)
         return
     groups = dict(g.split("=", 1) for g in args.groups) if args.groups else DEFAULT_GROUPS
     print("| runs | seeds | inside, pruned | inside, complete | between | recycle (every 10th gap) | test evaluation |")

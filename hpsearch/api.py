@@ -168,8 +168,9 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
         artifacts: the artifact directory (default: beside the SQLite file).
         verbose: a line per finished trial (Optuna's log) or, with workers, the live progress display.
         **spec: any other study setting: metric, direction, sampler, sampler_options={...}, pruner, seed, train_size,
-            validation_split, batch_size, timeout, fixed={...}, model_options={...}, cost_aware (default: on
-            with a timeout).
+            validation_split, batch_size, timeout (seconds from the study's first run: a resumed study gets what
+            is left; a spent one runs nothing and logs why), fixed={...}, model_options={...}, cost_aware
+            (default: on with a timeout).
 
     Raises:
         UsageError: a builder or data the chosen mode cannot use, and every check `hpsearch run` makes.
@@ -208,7 +209,7 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
 
 def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, Any] | None,
               enqueue_defaults: bool, artifacts: str | None, verbose: bool) -> SearchResult:
-    import time
+    import logging
 
     import optuna
 
@@ -216,10 +217,11 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     from hpsearch.models import get_builder
     from hpsearch.models.references import bind
     from hpsearch.search import breaker
-    from hpsearch.search.launcher import create_or_resume
+    from hpsearch.search.launcher import budget_spent, create_or_resume
     from hpsearch.search.notes import note_callback
     from hpsearch.search.objective import Objective
     from hpsearch.search.preflight import check_spec
+    from hpsearch.search.service import StudyService, start_clock
     from hpsearch.search.worker import run_trials
     from hpsearch.storage import open_storage
     from hpsearch.storage.artifacts import artifact_location, open_artifact_store
@@ -246,8 +248,15 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=spec.make_sampler(),
                               pruner=spec.make_pruner())
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)), data=data, builder=builder)
-    start = time.time()
-    window = (start, start + float(spec.timeout)) if spec.timeout else None
+    progress = StudyService(study, spec).progress()
+    window = None
+    if spec.timeout:  # a resumed study's time budget runs on from its first run
+        start = start_clock(study, restart=not progress.total)
+        window = (start, start + float(spec.timeout))
+    spent = budget_spent(study, spec, progress)
+    if spent:
+        logging.getLogger("hpsearch").warning("%s", spent)
+        return SearchResult(spec.study, url, artifacts, builder, data)
     objective.attach_cost(study.sampler, window)
     deadline = window[1] if window else None
 

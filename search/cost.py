@@ -13,6 +13,10 @@ activations (weighed: element-wise layers are bound by memory), times its epochs
   2012; the square root by default), TPE's expected improvement being bounded (1 / gamma): a configuration somewhat
   likelier to be good but 10 times as dear loses to the cheaper one.
 
+The costs measured are kept on the study (`COST_CACHE_ATTR`), by the values of the hyperparameters that change the
+model: a worker's fresh process (every `--recycle` trials), another worker or a resumed study looks them up rather
+than building those models again.
+
 With the sampler option `time_aware=true` the cost's weight cools on a time budget (after "cost cooling", Lee et
 al., 2020): it falls in proportion to the share of the budget left, from `cost_weight` at the start to 0 at the
 deadline, and once the study's trials have measured the seconds a unit of cost takes, a candidate predicted to end
@@ -58,6 +62,10 @@ COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamm
 ACTIVATION_WEIGHT = 100
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
 RATE_TRIALS = 10  # the seconds a unit of cost takes, measured over the study's last 10 finished trials
+# The costs measured so far, kept on the study (a system attribute, out of the dashboard's user attributes) so
+# that a recycled worker process, another worker or a resume looks them up rather than building the models again.
+COST_CACHE_ATTR = "hpsearch_model_costs"
+SHARED_COSTS = 4096  # at most this many kept on the study (a space of 8 x 8 x 8 model sizes has 512)
 
 
 def model_counts(model: keras.Model) -> tuple[int, int] | None:
@@ -141,6 +149,8 @@ class ModelCost:
         self.cache_size = cache_size
         self.builds = 0
         self.build_seconds = 0.0
+        self.unshared: set[tuple[tuple[str, str], ...]] = set()  # measured here, not yet on the study
+        self.base: float | None = None  # the builder's defaults' cost, once find_relevant measured it
 
     def __call__(self, params: Mapping[str, Any]) -> float | None:
         values = {**params, **self.fixed}
@@ -148,8 +158,49 @@ class ModelCost:
         if key not in self.cache:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
+                self.unshared.clear()
             self.cache[key] = self._measure(values)
+            self.unshared.add(key)
         return self.cache[key]
+
+    def context(self) -> str:
+        """What the cached costs hold for: the fixed values and the hyperparameters in the key (another --set or
+        --epochs, or another version of the cost formula, makes them stale)."""
+        import json
+
+        return json.dumps({"fixed": sorted((k, repr(v)) for k, v in self.fixed.items()),
+                           "relevant": sorted(self.relevant) if self.relevant is not None else None,
+                           "activation_weight": ACTIVATION_WEIGHT,
+                           "defaults": self.base})  # the builder's defaults' cost: an edited builder differs
+
+    def load_shared(self, shared: Any) -> None:
+        """Takes the costs a study keeps (`share`'s value) when they were measured in this context."""
+        import json
+
+        if not isinstance(shared, dict) or shared.get("context") != self.context():
+            return
+        for text, cost in (shared.get("costs") or {}).items():
+            if len(self.cache) >= self.cache_size // 2:  # room left for this process's own measures
+                break
+            try:
+                key = tuple((str(name), str(value)) for name, value in json.loads(text))
+            except (TypeError, ValueError):
+                continue
+            if key not in self.cache and isinstance(cost, int | float) and cost > 0:
+                self.cache[key] = float(cost)
+
+    def share(self, shared: Any) -> dict[str, Any] | None:
+        """The study's cost cache (`shared`, as read from it) with the costs measured here added; None when no new
+        one was. An unknown cost (a build that failed, perhaps for a passing reason) stays in this process."""
+        import json
+
+        context = self.context()
+        same = isinstance(shared, dict) and shared.get("context") == context
+        costs = dict(shared.get("costs") or {}) if same else {}
+        known = [key for key in self.unshared if self.cache.get(key)]
+        for key in known[:max(0, SHARED_COSTS - len(costs))]:
+            costs[json.dumps([list(pair) for pair in key])] = self.cache[key]
+        return {"context": context, "costs": costs} if known else None
 
     def _measure(self, values: dict[str, Any]) -> float | None:
         import random
@@ -179,7 +230,7 @@ class ModelCost:
         """The hyperparameters that change the cost: each moved alone from the builder's defaults to both ends of
         its range (two builds each); a conditional one (perhaps inactive at the defaults) always counts."""
         self.relevant = None
-        base = self({})
+        base = self.base = self({})
         relevant = set(conditional)
         for name, dist in space.items():
             if name in relevant:
@@ -190,6 +241,7 @@ class ModelCost:
                 relevant.add(name)
         self.relevant = relevant
         self.cache.clear()
+        self.unshared.clear()
         return relevant
 
 
@@ -213,6 +265,7 @@ class CostAwareTPESampler(TPESampler):
         self._finished = 0  # finished trials when TPE last sampled: its gamma's share
         self._rate: float | None = None  # seconds a unit of cost took in the study's finished trials
         self.clock: Callable[[], float] = time.time  # what `window` is measured in
+        self.share_costs = True  # keep the measured costs on the study (benchmarks/fixed_cost.py turns it off)
 
     def attach(self, cost: Callable[[Mapping[str, Any]], float | None],
                space: Mapping[str, BaseDistribution], window: tuple[float, float] | None = None) -> None:
@@ -246,9 +299,43 @@ class CostAwareTPESampler(TPESampler):
 
     def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if self._startup_trial is not None and self._startup_trial == trial.number:
-            return self._cheapest_random(study, trial, search_space)
-        return super().sample_relative(study, trial, search_space)
+        with self._shared_costs(study):
+            if self._startup_trial is not None and self._startup_trial == trial.number:
+                return self._cheapest_random(study, trial, search_space)
+            return super().sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        with self._shared_costs(study):  # univariate TPE weighs cost here
+            return super().sample_independent(study, trial, param_name, param_distribution)
+
+    @contextlib.contextmanager
+    def _shared_costs(self, study: optuna.Study) -> Iterator[None]:
+        """Looks costs up in the study's cache before sampling and adds those measured meanwhile after it. A storage
+        that does not answer costs only builds here: the trial's own storage calls report the outage."""
+        cost = self.cost
+        if not isinstance(cost, ModelCost) or not self.share_costs:
+            yield
+            return
+        from hpsearch.storage.optuna_compat import study_id as id_of
+        from hpsearch.storage.optuna_compat import study_storage
+
+        storage, study_id = study_storage(study), id_of(study)
+        try:
+            cost.load_shared(storage.get_study_system_attrs(study_id).get(COST_CACHE_ATTR))
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.debug("the study's cost cache was not read: %s", exc)
+        try:
+            yield
+        finally:
+            if cost.unshared:
+                try:
+                    merged = cost.share(storage.get_study_system_attrs(study_id).get(COST_CACHE_ATTR))
+                    if merged is not None:
+                        storage.set_study_system_attr(study_id, COST_CACHE_ATTR, merged)
+                    cost.unshared.clear()
+                except Exception as exc:  # noqa: BLE001 - see above; kept for the next trial's write
+                    logger.debug("the study's cost cache was not written: %s", exc)
 
     def _cheapest_random(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                          search_space: dict[str, BaseDistribution]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 import secrets
 import signal
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.search.resources import LEARNING_SAMPLERS, WORKER_MEMORY_GB, Plan, plan, single_thread_cost
-from hpsearch.search.service import Progress, StudyService
+from hpsearch.search.service import Progress, StudyService, start_clock
 from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
 from hpsearch.search.worker import (
     AWAIT_GO_ENV,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from hpsearch.storage.artifacts import ArtifactLocation
 
 POLL_SECONDS = 1.0
+END_SLACK_SECONDS = 5.0  # a study whose time budget has this little left when its workers end ran to its deadline
 # Fields a joining spec must agree on with the stored one: otherwise trials would not be comparable.
 IDENTITY_FIELDS = ("model", "dataset", "metric", "direction", "objectives", "train_size", "validation_split",
                    "epochs")
@@ -160,7 +162,6 @@ def _store_setup(study: optuna.Study, spec: StudySpec, checked: Checked | None) 
             study.set_metric_names(spec.objective_names())  # the dashboard and Optuna's tools name the objectives
     if stored is None:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
-        study.set_user_attr("hpsearch_started_at", time.time())
     elif stored != spec.to_dict():  # budget, sampler, ...: the new values apply from now on
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     if checked is not None and study.user_attrs.get(CLASSES_ATTR) != checked.data.class_names:
@@ -450,6 +451,15 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
                                       warm_start)
         log_dir = prepare_output_dir(logs / safe_filename(spec.study), (), flag="--artifacts")
         before = measure(study, spec, workers or 1)
+        if spec.timeout:  # a study that never got a trial (an older `create` started its clock) starts it now
+            start_clock(study, restart=not before.total)
+        spent = budget_spent(study, spec, before)
+        if spent:
+            early.discard()
+            console.print(f"[yellow]{spent}[/]", highlight=False)
+            if console.quiet:  # `hpsearch.run(..., workers=N, verbose=False)`: the log says it
+                logging.getLogger("hpsearch").warning("%s", spent)
+            return before
         workers, threads = _plan(study, spec, before, workers or (len(gpus) if gpus else None), threads, console,
                                  memory)
         env = _worker_env(storage_url, location, threads)
@@ -532,10 +542,31 @@ def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.P
         _stop_workers(procs)
         raise StudyStopped(describe(stopped, spec.study))
     final = outage.wait_out(lambda: measure(study, spec, workers))
-    if not spec.timeout and final.done < spec.trial_budget:
-        raise HpsearchError(f"the workers stopped with {final.done}/{spec.trials} trials done; see the logs in "
-                            f"{log_dir}")
+    left = outage.wait_out(lambda: StudyService(study, spec).seconds_left())
+    # Workers end by themselves at the deadline, at the trial budget, or when a grid is exhausted (a time-only grid
+    # search has no trial cap to tell); any other end is a failure, with a time budget too.
+    if final.done < spec.trial_budget and (left is None or (left > END_SLACK_SECONDS and spec.sampler != "grid")):
+        budget = f"{final.done}/{spec.trials} trials done" if spec.trials is not None else f"{final.done} trials done"
+        time_left = f" and {left:.0f} s of the time budget left" if left is not None else ""
+        raise HpsearchError(f"the workers stopped with {budget}{time_left}; see the logs in {log_dir}")
     return final
+
+
+def budget_spent(study: optuna.Study, spec: StudySpec, progress: Progress) -> str | None:
+    """Why a launch on this study would run nothing, with what gives it more (None when it has work left)."""
+    left = StudyService(study, spec).seconds_left()
+    if left is not None and left <= 0:
+        elapsed = StudyService(study, spec).elapsed()
+        return (f"study {spec.study!r} has spent its time budget ({float(spec.timeout):.0f} s, counted from its "
+                f"first run {_fmt_seconds(elapsed)} ago), so no trial starts; to search on, run it with a longer "
+                f"--timeout (--timeout {elapsed + float(spec.timeout):.0f} gives it {float(spec.timeout):.0f} s "
+                "more)")
+    if (spec.trials is not None and progress.done >= spec.trial_budget and not progress.running
+            and not progress.waiting):
+        return (f"study {spec.study!r} has spent its trial budget ({progress.done}/{spec.trials} trials done), so "
+                f"no trial starts; to search on, run it with more --trials (--trials {progress.done + 10} runs 10 "
+                "more)")
+    return None
 
 
 def first_worker_number(fresh: bool) -> int:
@@ -635,7 +666,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
 
 
 def _spent(study: optuna.Study, spec: StudySpec) -> float:
-    """Seconds of a time budget spent before this launch (a resumed study's clock runs from its creation); 0 without
+    """Seconds of a time budget spent before this launch (a resumed study's clock runs from its first run); 0 without
     a time budget, or when the storage does not answer (the display then counts from now)."""
     if not spec.timeout:
         return 0.0

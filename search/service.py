@@ -19,6 +19,20 @@ from hpsearch.search.spec import SPEC_ATTR, StudySpec
 if TYPE_CHECKING:
     import optuna
 
+# When the study's time budget began: its first run (`run`, a worker, `hpsearch.run`), not its creation, so a study
+# made with `hpsearch create` and run later gets all of its --timeout.
+STARTED_ATTR = "hpsearch_started_at"
+
+
+def start_clock(study: optuna.Study, restart: bool = False) -> float:
+    """The `time.time()` at which the study's time budget began, recorded now if no run came before (or, with
+    `restart`, in any case)."""
+    started = study.user_attrs.get(STARTED_ATTR)
+    if started is None or restart:
+        started = time.time()
+        study.set_user_attr(STARTED_ATTR, started)
+    return float(started)
+
 
 @dataclass
 class Progress:
@@ -35,6 +49,11 @@ class Progress:
     @property
     def done(self) -> int:
         return self.complete + self.pruned
+
+    @property
+    def total(self) -> int:
+        """Every trial the study has, in any state."""
+        return self.complete + self.pruned + self.failed + self.running + self.waiting
 
 
 @dataclass
@@ -118,16 +137,16 @@ class StudyService:
         return p
 
     def seconds_left(self) -> float | None:
-        """What is left of the study's time budget (None without one); all of it before the study started."""
+        """What is left of the study's time budget (None without one); all of it before the study's first run."""
         if not self.spec.timeout:
             return None
-        started = self.user_attrs().get("hpsearch_started_at")
+        started = self.user_attrs().get(STARTED_ATTR)
         timeout = float(self.spec.timeout)
         return max(0.0, float(started) + timeout - time.time()) if started else timeout
 
     def elapsed(self) -> float:
-        """Seconds since the study was created (0 when it does not say)."""
-        started = self.user_attrs().get("hpsearch_started_at")
+        """Seconds since the study's first run (0 before it)."""
+        started = self.user_attrs().get(STARTED_ATTR)
         return time.time() - float(started) if started else 0.0
 
     def stopped(self) -> str | None:

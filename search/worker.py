@@ -230,8 +230,9 @@ def _window(study: optuna.Study, spec: StudySpec) -> tuple[float, float] | None:
     """The study's time budget as (start, deadline) in `time.time()` seconds; None without a timeout."""
     if not spec.timeout:
         return None
-    started = study.user_attrs.get("hpsearch_started_at")
-    start = float(started) if started else time.time()
+    from hpsearch.search.service import start_clock
+
+    start = start_clock(study)  # a worker started by hand on a created study starts its clock
     return start, start + float(spec.timeout)
 
 

@@ -284,7 +284,7 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, help="trial budget of the study, over all workers (default 20; with --timeout "
                    "and no --trials the time is the whole budget)")
     p.add_argument("--timeout", type=float,
-                   help="stop starting trials after this many seconds, counted from the study's creation")
+                   help="stop starting trials after this many seconds, counted from the study's first run")
     p.add_argument("--epochs", type=int, help="maximum epochs per trial (default 10)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a hyperparameter (repeatable)")

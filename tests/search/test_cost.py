@@ -318,3 +318,55 @@ def test_a_worker_measures_the_time_budget_from_the_studys_start() -> None:
     study.set_user_attr("hpsearch_started_at", 1000.0)  # the launcher's record: every worker shares one deadline
     assert _window(study, timed) == (1000.0, 1600.0)
     assert _window(study, StudySpec(study="s", model="cnn")) is None
+
+
+def test_a_recycled_worker_looks_up_the_costs_its_study_measured_instead_of_building_again(tmp_path: Path) -> None:
+    """The costs live on the study: a worker's fresh process (or another worker) drawing the same candidates builds
+    none of them again; another --set (a stale context) builds them anew."""
+    from hpsearch.search.adapter import as_build_function
+    from hpsearch.search.cost import COST_CACHE_ATTR
+    from hpsearch.storage.optuna_compat import study_id, study_storage
+
+    builder = get_builder("cnn", (28, 28, 1), 10)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    optuna.create_study(study_name="c", storage=url, direction="maximize")
+
+    def worker_process(fixed: dict) -> CostAwareTPESampler:
+        """Two start-up trials of a worker process whose sampler draws as the first process's did."""
+        sampler = CostAwareTPESampler(seed=0, n_startup_trials=10)
+        assert attach_cost(sampler, builder, fixed)
+        sampler.cost.builds = 0  # from here: the builds sampling makes
+        study = optuna.load_study(study_name="c", storage=url, sampler=sampler)
+        study.optimize(lambda t: 0.0 * as_build_function(builder)(OptunaHyperParameters(t, fixed)).count_params(),
+                       n_trials=2)
+        return sampler
+
+    first = worker_process({"epochs": 3})
+    study = optuna.load_study(study_name="c", storage=url)
+    stored = study_storage(study).get_study_system_attrs(study_id(study))[COST_CACHE_ATTR]
+    assert first.cost.builds == len(stored["costs"]) >= 5  # the cheapest of 3 draws, twice (a size drawn twice once)
+    again = worker_process({"epochs": 3})
+    assert again.cost.builds == 0
+    assert worker_process({"epochs": 3, "units": 64}).cost.builds > 0  # fixed differently: the costs do not hold
+
+
+def test_a_cost_unknown_for_a_passing_reason_is_not_kept_on_the_study() -> None:
+    """A build that failed (out of memory, say) rules its configuration out in its own process only."""
+
+    def build(hp):
+        units = hp.Int("units", 16, 64, step=16)
+        if units == 32:
+            raise MemoryError("out of memory while building")
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(units)])
+
+    first = ModelCost(build, {"epochs": 1})
+    known = first({"units": 16})
+    assert known and first({"units": 32}) is None
+    shared = first.share(None)
+    assert list(shared["costs"].values()) == [known]
+    fresh = ModelCost(build, {"epochs": 1})
+    fresh.load_shared(shared)
+    assert fresh({"units": 16}) == known and fresh.builds == 0  # looked up
+    fresh({"units": 32})
+    assert fresh.builds == 1  # tried again
+    assert ModelCost(build, {"epochs": 2}).share(None) is None  # nothing measured, nothing to write

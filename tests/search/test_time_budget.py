@@ -1,0 +1,119 @@
+"""A study's budget once it is spent, and where its time starts: the first run, not `hpsearch create`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from rich.console import Console
+
+from hpsearch.errors import HpsearchError
+from hpsearch.search.service import STARTED_ATTR, StudyService, start_clock
+from hpsearch.search.spec import StudySpec
+from tests.conftest import run_cli
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _create(tmp_path: Path, name: str, *budget: str) -> tuple[str, optuna.Study]:
+    """A study made by `hpsearch create` (real checks) with `budget` (`--timeout 60`, `--trials 1`)."""
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    created = run_cli("create", "--storage", url, "--study", name, "--model", "resnet4", "--dataset", "mnist-sample",
+                      "--epochs", "1", *budget, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr[-2000:]
+    return url, optuna.load_study(study_name=name, storage=url)
+
+
+def _spec(study: optuna.Study) -> StudySpec:
+    return StudySpec.from_dict(study.user_attrs["hpsearch_spec"])
+
+
+def _add_trial(study: optuna.Study) -> None:
+    study.add_trial(optuna.trial.create_trial(
+        params={"filters": 4}, distributions={"filters": optuna.distributions.IntDistribution(2, 8)}, value=0.9))
+
+
+def test_a_created_study_starts_its_time_at_its_first_run(tmp_path: Path) -> None:
+    """Created now and run in an hour, a study with --timeout 60 still gets its 60 s."""
+    from hpsearch.search.worker import _window
+
+    _, study = _create(tmp_path, "later", "--timeout", "60")
+    assert STARTED_ATTR not in study.user_attrs
+    assert StudyService(study, _spec(study)).seconds_left() == 60
+    before = time.time()
+    start, deadline = _window(study, _spec(study))  # what a worker started by hand on the study does
+    assert before <= start <= time.time() and deadline == start + 60
+    assert study.user_attrs[STARTED_ATTR] == start
+    assert start_clock(study) == start  # started once: a second worker or a resume shares the clock
+
+
+def test_a_spent_time_budget_starts_nothing_and_says_how_to_go_on(tmp_path: Path) -> None:
+    url, study = _create(tmp_path, "spent", "--timeout", "60")
+    _add_trial(study)
+    study.set_user_attr(STARTED_ATTR, time.time() - 100)
+    before = time.monotonic()
+    ran = run_cli("run", "--storage", url, "--study", "spent", cwd=tmp_path, timeout=300)
+    took = time.monotonic() - before
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    out = " ".join(ran.stdout.split())
+    assert "has spent its time budget (60 s" in out, out
+    gives = re.search(r"--timeout (\d+) gives it 60 s more", out)
+    assert gives and 159 <= int(gives.group(1)) <= 161 + took, out  # 100 s spent + 60 s more
+    assert "starting" not in out  # no worker started
+    assert len(study.get_trials()) == 1
+
+
+def test_a_study_without_a_trial_starts_its_clock_at_its_run_even_if_an_older_create_started_it(
+        tmp_path: Path) -> None:
+    """Studies created before the clock waited for the first run have it from their creation."""
+    from hpsearch.search.launcher import budget_spent
+
+    _, study = _create(tmp_path, "old", "--timeout", "60")
+    study.set_user_attr(STARTED_ATTR, time.time() - 3600)
+    service = StudyService(study, _spec(study))
+    assert budget_spent(study, _spec(study), service.progress())  # as the study stands, spent
+    start_clock(study, restart=not service.progress().total)  # what `run` and the API do first
+    assert budget_spent(study, _spec(study), service.progress()) is None
+    assert 55 <= service.seconds_left() <= 60
+
+
+def test_a_spent_trial_budget_starts_nothing_and_says_how_to_go_on(tmp_path: Path) -> None:
+    url, study = _create(tmp_path, "full", "--trials", "1")
+    _add_trial(study)
+    ran = run_cli("run", "--storage", url, "--study", "full", cwd=tmp_path, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    out = " ".join(ran.stdout.split())
+    assert "has spent its trial budget (1/1 trials done)" in out and "--trials 11 runs 10 more" in out, out
+    assert "starting" not in out and len(study.get_trials()) == 1
+
+
+def test_workers_that_end_with_time_left_are_a_failure(tmp_path: Path) -> None:
+    """A timed study has no trial count to fall short of: its workers ending before the deadline is the sign."""
+    from hpsearch.search.launcher import _outcome, create_or_resume
+
+    spec = StudySpec(study="timed", model="resnet4", dataset="mnist-sample", timeout=600)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 't.db'}")
+    study = create_or_resume(spec, storage, check=False)
+    start_clock(study)
+    with pytest.raises(HpsearchError, match=r"0 trials done and (59\d|600) s of the time budget left"):
+        _outcome(study, spec, {}, 1, tmp_path, Console(quiet=True))
+    study.set_user_attr(STARTED_ATTR, time.time() - 601)  # the deadline passed: the workers ended as they should
+    assert _outcome(study, spec, {}, 1, tmp_path, Console(quiet=True)).done == 0
+
+
+def test_the_api_runs_nothing_on_a_spent_study_and_logs_why(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    import hpsearch
+
+    url, study = _create(tmp_path, "api", "--timeout", "60")
+    _add_trial(study)
+    study.set_user_attr(STARTED_ATTR, time.time() - 100)
+    with caplog.at_level(logging.WARNING, logger="hpsearch"):
+        hpsearch.run("resnet4", "mnist-sample", study="api", storage=url, timeout=60, epochs=1, verbose=False,
+                     artifacts=str(tmp_path / "art"))
+    assert "has spent its time budget (60 s" in caplog.text
+    assert len(study.get_trials()) == 1
