@@ -179,7 +179,7 @@ def machine_rate(pattern: str, epochs: int) -> None:
     from hpsearch.search.cost import ModelCost
 
     cost = ModelCost(get_builder("cnn", (28, 28, 1), 10), {"epochs": 1})
-    print("| run | completed trials | ms per 10^9 units of cost, median [min-max] |")
+    print("| run | completed trials | s of `fit` per epoch per 10^9 units of cost per image, median [min-max] |")
     print("|---|---|---|")
     for path in sorted(RACES.glob(pattern)):
         rates = []
@@ -189,7 +189,7 @@ def machine_rate(pattern: str, epochs: int) -> None:
             if row.get("state") == "COMPLETE" and row.get("train_seconds") and "filters_1" in params:
                 units = cost({k: params[k] for k in ("filters_1", "filters_2", "units")})
                 if units:
-                    rates.append(row["train_seconds"] / (units * epochs) * 1e12)
+                    rates.append(row["train_seconds"] / (units * epochs) * 1e9)
         if rates:
             print(f"| {path.relative_to(RACES)} | {len(rates)} | {statistics.median(rates):.1f} "
                   f"[{min(rates):.1f}-{max(rates):.1f}] |")
