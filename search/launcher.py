@@ -554,9 +554,10 @@ def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.P
 
 def budget_spent(study: optuna.Study, spec: StudySpec, progress: Progress) -> str | None:
     """Why a launch on this study would run nothing, with what gives it more (None when it has work left)."""
-    left = StudyService(study, spec).seconds_left()
+    service = StudyService(study, spec)
+    left = service.seconds_left()
     if left is not None and left <= 0:
-        elapsed = StudyService(study, spec).elapsed()
+        elapsed = service.elapsed()
         return (f"study {spec.study!r} has spent its time budget ({float(spec.timeout):.0f} s, counted from its "
                 f"first run {_fmt_seconds(elapsed)} ago), so no trial starts; to search on, run it with a longer "
                 f"--timeout (--timeout {elapsed + float(spec.timeout):.0f} gives it {float(spec.timeout):.0f} s "
