@@ -62,8 +62,7 @@ COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamm
 ACTIVATION_WEIGHT = 100
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
 RATE_TRIALS = 10  # the seconds a unit of cost takes, measured over the study's last 10 finished trials
-# The costs measured so far, kept on the study (a system attribute, out of the dashboard's user attributes) so
-# that a recycled worker process, another worker or a resume looks them up rather than building the models again.
+# The study's cache of costs (see the module's docstring): a system attribute, out of the dashboard's user attributes.
 COST_CACHE_ATTR = "hpsearch_model_costs"
 SHARED_COSTS = 4096  # at most this many kept on the study (a space of 8 x 8 x 8 model sizes has 512)
 
