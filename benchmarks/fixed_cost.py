@@ -19,7 +19,8 @@ Run:  .venv/bin/python benchmarks/fixed_cost.py [LABEL=GLOB ...]
       .venv/bin/python benchmarks/fixed_cost.py --sampling [--trials 40] [--seeds 0,1] [--recycle 10]
       (instead: the cost-aware sampler's seconds and model builds per trial in a search of the race's CNN space
       whose trials train nothing (a made-up score of the configuration), its worker process replaced every
-      `--recycle` trials as `hpsearch worker` does, with the measured costs kept on the study and without)
+      `--recycle` trials as `hpsearch worker` does: every candidate built, the measured costs kept on the study,
+      and kept with the candidates that cannot win left unbuilt; the same configurations drawn, or not)
 Prints a Markdown table.
 """
 
@@ -118,7 +119,9 @@ def _made_up_score(params: dict, rng: random.Random) -> float:
 
 def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
     """Per trial after the start-up: the seconds `ask` took (sampling, the cost-aware sampler's builds and its
-    collection) and the models built, a study keeping the measured costs or not, side by side per seed."""
+    collection) and the models built, side by side per seed: every candidate built in each process, the costs kept
+    on the study, and those kept with the candidates that cannot win skipped (today's default); and whether each
+    drew the configurations the first drew."""
     import random
     import statistics
     import tempfile
@@ -135,23 +138,24 @@ def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
     builder = get_builder("cnn", (28, 28, 1), 10)
     fixed = {"epochs": 3}
     spec = StudySpec(study="s", model="cnn", timeout=900, epochs=3)
-    print("| seed | costs kept on the study | trials after start-up | ask, s per trial | builds per trial | "
-          "worker start (relevance builds), s |")
-    print("|---|---|---|---|---|---|")
+    print("| seed | costs kept on the study | candidates that cannot win | trials after start-up | ask, s per trial | "
+          "builds per trial | worker start (relevance builds), s | configurations as the first row's |")
+    print("|---|---|---|---|---|---|---|---|")
     for seed in seeds:
-        for shared in (False, True):
+        first: list[dict] | None = None
+        for shared, skip in ((False, False), (True, False), (True, True)):
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite:///{tmp}/s.db"
                 optuna.create_study(study_name="s", storage=url, direction="maximize")
                 rng = random.Random(seed)
-                asks, builds, starts = [], [], []
+                asks, builds, starts, drawn = [], [], [], []
                 sampler = None
                 for number in range(trials):
                     if number % recycle == 0:  # a fresh worker process: a new sampler and cost function
                         t0 = time.perf_counter()
                         sampler = spec.make_sampler(None, seed + number)
                         assert isinstance(sampler, CostAwareTPESampler)
-                        sampler.share_costs = shared
+                        sampler.share_costs, sampler.skip_hopeless = shared, skip
                         attach_cost(sampler, builder, fixed)
                         starts.append(time.perf_counter() - t0)
                         study = optuna.load_study(study_name="s", storage=url, sampler=sampler)
@@ -161,14 +165,18 @@ def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
                     model = as_build_function(builder)(OptunaHyperParameters(trial, fixed))  # samples the rest
                     elapsed = time.perf_counter() - t0
                     params = dict(trial.params)
+                    drawn.append(params)
                     del model
                     if number >= spec.tpe_startup_trials():
                         asks.append(elapsed)
                         builds.append(sampler.cost.builds - before)
                     study.tell(trial, _made_up_score(params, rng))
-                print(f"| {seed} | {'yes' if shared else 'no'} | {len(asks)} | "
+                first = drawn if first is None else first
+                same = sum(a == b for a, b in zip(drawn, first, strict=True))
+                print(f"| {seed} | {'yes' if shared else 'no'} | {'skipped' if skip else 'built'} | {len(asks)} | "
                       f"{statistics.median(asks):.2f} [{min(asks):.2f}-{max(asks):.2f}] | "
-                      f"{statistics.mean(builds):.1f} | {statistics.median(starts):.2f} |", flush=True)
+                      f"{statistics.mean(builds):.1f} | {statistics.median(starts):.2f} | {same} of {len(drawn)} |",
+                      flush=True)
 
 
 def machine_rate(pattern: str, epochs: int) -> None:

@@ -15,7 +15,8 @@ activations (weighed: element-wise layers are bound by memory), times its epochs
 
 The costs measured are kept on the study (`COST_CACHE_ATTR`), by the values of the hyperparameters that change the
 model: a worker's fresh process (every `--recycle` trials), another worker or a resumed study looks them up rather
-than building those models again.
+than building those models again. And TPE's candidates are weighed in falling expected improvement: once the next
+one could not win even at the space's lowest cost (its `floor`), neither it nor any after it is built.
 
 With the sampler option `time_aware=true` the cost's weight cools on a time budget (after "cost cooling", Lee et
 al., 2020): it falls in proportion to the share of the budget left, from `cost_weight` at the start to 0 at the
@@ -65,6 +66,7 @@ RATE_TRIALS = 10  # the seconds a unit of cost takes, measured over the study's 
 # The study's cache of costs (see the module's docstring): a system attribute, out of the dashboard's user attributes.
 COST_CACHE_ATTR = "hpsearch_model_costs"
 SHARED_COSTS = 4096  # at most this many kept on the study (a space of 8 x 8 x 8 model sizes has 512)
+FLOOR_CHOICES = 8  # a categorical of more choices leaves the space without a floor (see ModelCost.find_relevant)
 
 
 def model_counts(model: keras.Model) -> tuple[int, int] | None:
@@ -150,6 +152,10 @@ class ModelCost:
         self.build_seconds = 0.0
         self.unshared: set[tuple[tuple[str, str], ...]] = set()  # measured here, not yet on the study
         self.base: float | None = None  # the builder's defaults' cost, once find_relevant measured it
+        # The space's cheapest cost as far as known: the model of every hyperparameter at its cheapest value (the
+        # cheaper end of a range along which the cost grows or falls), lowered by any cost measured below it; None
+        # until find_relevant measured it, or when the space's shape does not tell the cheapest model.
+        self.floor: float | None = None
 
     def __call__(self, params: Mapping[str, Any]) -> float | None:
         values = {**params, **self.fixed}
@@ -160,7 +166,12 @@ class ModelCost:
                 self.unshared.clear()
             self.cache[key] = self._measure(values)
             self.unshared.add(key)
+        self._lower_floor(self.cache[key])
         return self.cache[key]
+
+    def _lower_floor(self, cost: float | None) -> None:
+        if self.floor is not None and cost is not None and 0 < cost < self.floor:
+            self.floor = cost
 
     def context(self) -> str:
         """What the cached costs hold for: the fixed values and the hyperparameters in the key (another --set or
@@ -187,6 +198,7 @@ class ModelCost:
                 continue
             if key not in self.cache and isinstance(cost, int | float) and cost > 0:
                 self.cache[key] = float(cost)
+                self._lower_floor(float(cost))
 
     def share(self, shared: Any) -> dict[str, Any] | None:
         """The study's cost cache (`shared`, as read from it) with the costs measured here added; None when no new
@@ -227,20 +239,40 @@ class ModelCost:
 
     def find_relevant(self, space: Mapping[str, BaseDistribution], conditional: set[str]) -> set[str]:
         """The hyperparameters that change the cost: each moved alone from the builder's defaults to both ends of
-        its range (two builds each); a conditional one (perhaps inactive at the defaults) always counts."""
-        self.relevant = None
+        its range (two builds each; every choice of a categorical of up to FLOOR_CHOICES); a conditional one
+        (perhaps inactive at the defaults) always counts. Then the `floor` (one build more), unless the space has
+        conditional hyperparameters or one whose cost does not grow or fall along its range."""
+        self.relevant, self.floor = None, None
         base = self.base = self({})
         relevant = set(conditional)
+        cheaper: dict[str, Any] | None = {} if not conditional and base is not None else None
         for name, dist in space.items():
             if name in relevant:
                 continue
             choices = getattr(dist, "choices", None)
-            ends = (choices[0], choices[-1]) if choices else (dist.low, dist.high)
-            if base is None or any(self({name: value}) != base for value in ends):
-                relevant.add(name)
+            if choices:
+                every = base is not None and len(choices) <= FLOOR_CHOICES
+                values = tuple(choices) if every else (choices[0], choices[-1])
+                if not every:
+                    cheaper = None  # a choice not built may be the cheapest
+            else:
+                values = (dist.low, dist.high)
+            costs = [self({name: value}) for value in values]
+            if base is not None and all(cost == base for cost in costs):
+                continue
+            relevant.add(name)
+            if cheaper is None:
+                continue
+            known = [c for c in costs if c is not None]
+            if len(known) < len(costs) or (choices is None and not min(known) <= base <= max(known)):
+                cheaper = None  # the cheapest value is not known from these builds: no floor
+            else:
+                cheaper[name] = values[int(np.argmin(known))]
         self.relevant = relevant
         self.cache.clear()
         self.unshared.clear()
+        floor = self(cheaper) if cheaper is not None else None
+        self.floor = floor if floor is not None and floor > 0 else None
         return relevant
 
 
@@ -265,6 +297,7 @@ class CostAwareTPESampler(TPESampler):
         self._rate: float | None = None  # seconds a unit of cost took in the study's finished trials
         self.clock: Callable[[], float] = time.time  # what `window` is measured in
         self.share_costs = True  # keep the measured costs on the study (benchmarks/fixed_cost.py turns it off)
+        self.skip_hopeless = True  # build no candidate that cannot win (benchmarks/fixed_cost.py turns it off)
 
     def attach(self, cost: Callable[[Mapping[str, Any]], float | None],
                space: Mapping[str, BaseDistribution], window: tuple[float, float] | None = None) -> None:
@@ -305,6 +338,9 @@ class CostAwareTPESampler(TPESampler):
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
+        relevant = getattr(self.cost, "relevant", None)
+        if relevant is not None and param_name not in relevant:  # a learning rate alone: no cost to weigh
+            return super().sample_independent(study, trial, param_name, param_distribution)
         with self._shared_costs(study):  # univariate TPE weighs cost here
             return super().sample_independent(study, trial, param_name, param_distribution)
 
@@ -372,30 +408,57 @@ class CostAwareTPESampler(TPESampler):
         if relevant is not None and not relevant & set(samples):
             return ratios  # e.g. the learning rate alone (univariate TPE, or a group of its own): the cost is one
         order = np.argsort(-ratios)[:max(1, self.cost_candidates)]
-        with _collecting(self.cost):
-            costs = [self.cost({name: space[name].to_external_repr(samples[name][index])
-                                for name in space if name in samples}) for index in order]
-        known = [c for c in costs if c is not None and c > 0]
-        if not known:
-            return ratios  # no cost known: TPE as it is
         # TPE's expected improvement is proportional to 1 / (gamma + (1 - gamma) g(x) / l(x)) (Bergstra et al.,
         # 2011): it grows with l / g but never past 1 / gamma, so a candidate far likelier among the good trials
         # is not worth any price. Improvement per unit of cost: log EI - weight x log(relative cost).
         n = max(1, self._finished)
         gamma = min(0.5, max(1, self._gamma(n)) / n) if self._gamma is not None else 0.1
         log_ei = -np.log(gamma + (1 - gamma) * np.exp(-np.clip(ratios[order], -50, 50)))
+        weight = self.weight_now()
+        costs = self._candidate_costs(samples, space, order, log_ei, weight)
+        order, log_ei = order[:len(costs)], log_ei[:len(costs)]
+        known = [c for c in costs if c is not None and c > 0]
+        if not known:
+            return ratios  # no cost known: TPE as it is
         # A candidate whose model does not build (its trial would fail) is never preferred.
         known_costs = np.asarray([c if c is not None and c > 0 else np.nan for c in costs], dtype=float)
         log_costs = np.log(known_costs)
         weighed = np.full_like(ratios, -np.inf, dtype=float)
-        weighed[order] = np.nan_to_num(log_ei - self.weight_now() * (log_costs - np.nanmean(log_costs)),
-                                       nan=-np.inf)
+        weighed[order] = np.nan_to_num(log_ei - weight * (log_costs - np.nanmean(log_costs)), nan=-np.inf)
         # Only a whole configuration's time is predicted: a group of some of the hyperparameters that change the
         # model (the rest at the builder's defaults) is weighed, never excluded.
         late = self._too_late(known_costs) if relevant is None or relevant <= set(samples) else None
         if late is not None:
             weighed[order[late]] = -np.inf
         return weighed
+
+    def _candidate_costs(self, samples: dict[str, np.ndarray], space: Mapping[str, BaseDistribution],
+                         order: np.ndarray, log_ei: np.ndarray, weight: float) -> list[float | None]:
+        """The costs of the candidates in `order` (likeliest first), stopping before the first that cannot win.
+
+        Candidates come in falling improvement (`log_ei`), and none costs less than the space's `floor`; so once
+        a candidate's improvement less `weight` x log(floor) falls under the best score found (improvement less
+        `weight` x log(cost)), neither it nor any after it can win, and their models need no build. The same
+        candidate wins as with every cost measured whenever the floor holds: costs that grow or fall along each
+        range (a model's size), the cheapest of a categorical's choices measured. A cost that breaks that (cheaper
+        inside a range than at both ends) lowers the floor once measured; until then a candidate that could have won
+        may be left out. Every candidate is measured when cooling (a late candidate may not be drawn).
+        """
+        assert self.cost is not None
+        skip = self.skip_hopeless and not self.time_aware and weight >= 0  # a negative weight favours the dear
+        costs: list[float | None] = []
+        best = -math.inf
+        with _collecting(self.cost):
+            for rank, index in enumerate(order):
+                floor = getattr(self.cost, "floor", None)  # lowered by any cost measured under it
+                if skip and floor is not None and floor > 0 and log_ei[rank] - weight * math.log(floor) < best:
+                    break
+                cost = self.cost({name: space[name].to_external_repr(samples[name][index])
+                                  for name in space if name in samples})
+                costs.append(cost)
+                if cost is not None and cost > 0:
+                    best = max(best, log_ei[rank] - weight * math.log(cost))
+        return costs
 
     def _too_late(self, costs: np.ndarray) -> np.ndarray | None:
         """Which candidates (by cost, NaN unknown) would end after the deadline at the study's measured seconds per

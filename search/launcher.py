@@ -104,15 +104,17 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
 
     Raises:
         UsageError: the spec does not fit its builder or data, the study exists with a different model, dataset
-            or metric, or the warm-start study cannot lend configurations.
+            or metric, the warm-start study cannot lend configurations, or the queued ones exceed the trial budget.
     """
     import optuna
 
     from hpsearch.search import breaker
+    from hpsearch.search.budget import check_room
     from hpsearch.search.preflight import check_spec
 
     stored = stored_spec(storage, spec.study)
     _check_same_setup(spec, stored)
+    _say_budget_change(spec, stored)
     if checked is None and check and (stored != spec.to_dict() or enqueue_defaults or warm_start):
         checked = check_spec(spec, dry_run=stored != spec.to_dict())
     if checked is not None:
@@ -122,13 +124,16 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
         from hpsearch.search.warm_start import warm_start_params
 
         warm = warm_start_params(storage, warm_start, spec, checked.space if checked else None)
+    defaults = (checked.defaults if checked is not None else default_params(spec)) if enqueue_defaults else None
+    asked = " and ".join((["--enqueue-defaults"] if enqueue_defaults else [])
+                         + ([f"--warm-start {warm_start}"] if warm_start else []))
+    check_room(storage, spec, ([defaults] if defaults is not None else []) + [p for _, p in warm], asked)
     study = optuna.create_study(study_name=spec.study, storage=storage, directions=spec.objective_directions(),
                                 load_if_exists=True)
     _store_setup(study, spec, checked)
     breaker.clear(study)
-    if enqueue_defaults:
-        study.enqueue_trial(checked.defaults if checked is not None else default_params(spec),
-                            user_attrs={"enqueued": "published defaults"}, skip_if_exists=True)
+    if defaults is not None:
+        study.enqueue_trial(defaults, user_attrs={"enqueued": "published defaults"}, skip_if_exists=True)
     source = warm_start.partition(":")[0] if warm_start else ""
     for number, params in warm:
         study.enqueue_trial(params, user_attrs={"enqueued": f"warm start: {source} trial {number}"},
@@ -151,6 +156,18 @@ def _check_same_setup(spec: StudySpec, stored: dict[str, Any] | None) -> None:
     if diffs:
         raise UsageError(f"study {spec.study!r} exists with a different set-up ({'; '.join(diffs)}); use another "
                          "--study name or the same settings")
+
+
+def _say_budget_change(spec: StudySpec, stored: dict[str, Any] | None) -> None:
+    """Logs a resumed study's budget when the flags or spec given change it (`--model` and `--spec` describe the
+    study anew: a budget they leave out is the default, not the stored one)."""
+    if not stored:
+        return
+    before = StudySpec.from_stored(stored).budget_text()
+    if before != spec.budget_text():
+        logging.getLogger("hpsearch").warning(
+            "study %r: budget %s -> %s, from the flags or spec given (`--study %s` alone keeps the stored one)",
+            spec.study, before, spec.budget_text(), spec.study)
 
 
 def _store_setup(study: optuna.Study, spec: StudySpec, checked: Checked | None) -> None:
@@ -479,7 +496,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
         early.discard()  # a resumed study with fewer trials left than workers asked for
         if live:
             live.start()
-        _watch(study, spec, procs, workers, base, spawn, log_dir, console, live)
+        gave_up = _watch(study, spec, procs, workers, base, spawn, log_dir, console, live)
     except KeyboardInterrupt as exc:
         name = exc.args[0] if isinstance(exc, _Terminated) else "interrupted"
         console.print(f"[yellow]{name}: stopping the workers (running trials end FAIL; run the same command "
@@ -496,7 +513,7 @@ def launch(spec: StudySpec, storage_url: str, workers: int | None, console: Cons
             live.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return _outcome(study, spec, procs, workers, log_dir, console)
+    return _outcome(study, spec, procs, workers, log_dir, console, gave_up)
 
 
 def _plan(study: optuna.Study, spec: StudySpec, before: Progress, workers: int | None, threads: int | None,
@@ -531,8 +548,10 @@ def _check_counts(workers: int | None, threads: int | None, heartbeat_interval: 
 
 
 def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Popen[bytes]], workers: int,
-             log_dir: Path, console: Console) -> Progress:
-    """The study's progress once the workers are gone; a tripped breaker or a short budget raise."""
+             log_dir: Path, console: Console, gave_up: bool = False) -> Progress:
+    """The study's progress once the workers are gone; a tripped breaker or a short budget raise, and so do
+    workers that kept crashing (`gave_up`: the launcher stopped respawning them, and none ended by itself) before
+    the budget was spent."""
     from hpsearch.search.breaker import describe, stop_reason
     from hpsearch.search.worker import StudyStopped
 
@@ -544,8 +563,10 @@ def _outcome(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.P
     final = outage.wait_out(lambda: measure(study, spec, workers))
     left = outage.wait_out(lambda: StudyService(study, spec).seconds_left())
     # Workers end by themselves at the deadline, at the trial budget, or when a grid is exhausted (a time-only grid
-    # search has no trial cap to tell); any other end is a failure, with a time budget too.
-    if final.done < spec.trial_budget and (left is None or (left > END_SLACK_SECONDS and spec.sampler != "grid")):
+    # search has no trial cap to tell, but its workers exit 0 then); any other end is a failure, with a time budget
+    # too.
+    short = left is None or (left > END_SLACK_SECONDS and (spec.sampler != "grid" or gave_up))
+    if final.done < spec.trial_budget and short:
         budget = f"{final.done}/{spec.trials} trials done" if spec.trials is not None else f"{final.done} trials done"
         time_left = f" and {left:.0f} s of the time budget left" if left is not None else ""
         raise HpsearchError(f"the workers stopped with {budget}{time_left}; see the logs in {log_dir}")
@@ -611,8 +632,10 @@ def _check_creatable(directory: Path) -> None:
 
 def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Popen[bytes]], workers: int,
            base: int, spawn: Callable[[int, int], subprocess.Popen[bytes]], log_dir: Path, console: Console,
-           live: Any) -> None:
-    """Shows progress and respawns crashed workers until none is left, or the circuit breaker trips.
+           live: Any) -> bool:
+    """Shows progress and respawns crashed workers (3 respawns per worker, in all) until none is left, or the
+    circuit breaker trips; returns True when it gave up respawning and no worker ended by itself (exit 0: budget,
+    deadline or grid done).
 
     A storage outage (server restart, dropped connections) pauses the progress display with one line and resumes
     it when the storage answers again; the workers wait it out on their own. Workers that exit meanwhile are
@@ -624,7 +647,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
     from hpsearch.search.breaker import stop_reason
     from hpsearch.storage import caused_by_storage, fail_orphaned_trials
 
-    respawns, failed_seen = 0, -1
+    respawns, failed_seen, gave_up, ended_well = 0, -1, False, False
     display, outage = _Display(spec, console, live, _spent(study, spec)), _outage(console, during_progress=True)
     exited: list[tuple[int, int]] = []  # (worker, exit code) reaped but not yet respawned
     while procs or exited:
@@ -639,22 +662,34 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
             continue
         outage.answered()
         if stopped:
-            return
+            return gave_up and not ended_well
         display.update(p)
         exited += _reap(procs, log_dir, console)
         if any(code for _, code in exited):  # a worker that stopped on a tripped breaker is not respawned
             try:
                 if stop_reason(study):
-                    return
+                    return gave_up and not ended_well
             except Exception as exc:
                 outage.failed(exc)
+                time.sleep(POLL_SECONDS)
                 continue
         budget = spec.trial_budget
         work_left = p.done < budget and (p.running or p.waiting or p.done + p.running < budget)
+        if work_left and spec.timeout and any(code for _, code in exited):
+            try:  # past the deadline a respawned worker would only start and exit
+                work_left = (StudyService(study, spec).seconds_left() or 0.0) > 0
+            except Exception as exc:
+                outage.failed(exc)
+                time.sleep(POLL_SECONDS)
+                continue
+        ended_well = ended_well or any(code == 0 for _, code in exited)
         for i, code in exited:
-            if work_left and code != 0 and respawns < 3 * workers:
-                respawns += 1
-                procs[i] = spawn(i, base + workers + respawns)
+            if work_left and code != 0:
+                if respawns < 3 * workers:
+                    respawns += 1
+                    procs[i] = spawn(i, base + workers + respawns)
+                else:
+                    gave_up = True
         exited = []
         if procs:
             try:
@@ -664,6 +699,7 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
                 if not caused_by_storage(exc):
                     raise  # an outage shows at the next measure
             time.sleep(POLL_SECONDS)
+    return gave_up and not ended_well
 
 
 def _spent(study: optuna.Study, spec: StudySpec) -> float:

@@ -26,11 +26,19 @@ STARTED_ATTR = "hpsearch_started_at"
 
 def start_clock(study: optuna.Study, restart: bool = False) -> float:
     """The `time.time()` at which the study's time budget began, recorded now if no run came before (or, with
-    `restart`, in any case)."""
-    started = study.user_attrs.get(STARTED_ATTR)
-    if started is None or restart:
-        started = time.time()
-        study.set_user_attr(STARTED_ATTR, started)
+    `restart`, in any case). Under the study's budget lock where the storage has one (SQLite, PostgreSQL), so
+    workers started at once keep one start; the caller must not hold that lock (none does: workers take it later)."""
+    from hpsearch.storage.locks import StudyLock
+
+    lock = StudyLock(study)
+    lock.acquire()
+    try:
+        started = study.user_attrs.get(STARTED_ATTR)
+        if started is None or restart:
+            started = time.time()
+            study.set_user_attr(STARTED_ATTR, started)
+    finally:
+        lock.close()
     return float(started)
 
 

@@ -344,7 +344,8 @@ def test_a_recycled_worker_looks_up_the_costs_its_study_measured_instead_of_buil
     first = worker_process({"epochs": 3})
     study = optuna.load_study(study_name="c", storage=url)
     stored = study_storage(study).get_study_system_attrs(study_id(study))[COST_CACHE_ATTR]
-    assert first.cost.builds == len(stored["costs"]) >= 5  # the cheapest of 3 draws, twice (a size drawn twice once)
+    # The cheapest of 3 draws, twice (a size drawn twice once), and the space's floor measured at the worker's start.
+    assert first.cost.builds >= 5 and len(stored["costs"]) in (first.cost.builds, first.cost.builds + 1)
     again = worker_process({"epochs": 3})
     assert again.cost.builds == 0
     assert worker_process({"epochs": 3, "units": 64}).cost.builds > 0  # fixed differently: the costs do not hold
@@ -370,3 +371,69 @@ def test_a_cost_unknown_for_a_passing_reason_is_not_kept_on_the_study() -> None:
     fresh({"units": 32})
     assert fresh.builds == 1  # tried again
     assert ModelCost(build, {"epochs": 2}).share(None) is None  # nothing measured, nothing to write
+
+
+class _CountedCost:
+    """A cost of x and y that grows with both (floor: x = y = 0), counting the candidates it was asked for."""
+
+    def __init__(self) -> None:
+        self.floor, self.calls = 1.0, 0
+
+    def __call__(self, params: dict) -> float:
+        self.calls += 1
+        return 1.0 + 99.0 * params["x"] + 20.0 * params["y"]
+
+
+@pytest.mark.parametrize("weight", [0.5, 2.0])
+def test_a_candidate_that_cannot_win_is_not_measured_and_the_same_one_wins(weight: float) -> None:
+    """TPE's improvement is bounded and no candidate costs less than the floor: once the best score found beats what
+    the next likeliest candidate could score at the floor's cost, the rest are not measured."""
+
+    def search(skip: bool) -> tuple[list[dict], int]:
+        cost = _CountedCost()
+        sampler = CostAwareTPESampler(seed=7, n_startup_trials=5, cost_weight=weight)
+        sampler.skip_hopeless = skip
+        sampler.attach(cost, {"x": optuna.distributions.FloatDistribution(0, 1),
+                              "y": optuna.distributions.FloatDistribution(0, 1)})
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(lambda t: -(t.suggest_float("x", 0, 1) - 0.6) ** 2 - (t.suggest_float("y", 0, 1) - 0.3) ** 2,
+                       n_trials=30)
+        return [t.params for t in study.trials], cost.calls
+
+    every, measured_every = search(skip=False)
+    skipped, measured_skipped = search(skip=True)
+    assert skipped == every  # the same configurations, in the same order
+    assert measured_skipped < 0.7 * measured_every, (measured_skipped, measured_every)
+
+
+def test_the_floor_is_the_model_of_every_size_at_its_cheaper_end() -> None:
+    builder = get_builder("cnn", (28, 28, 1), 10)
+    sampler = CostAwareTPESampler(seed=0)
+    assert attach_cost(sampler, builder, {"epochs": 3})
+    cost, space = sampler.cost, sampler.space
+    smallest = {name: space[name].low for name in ("filters_1", "filters_2", "units")}
+    assert cost.floor == cost(smallest)
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # any other size costs more
+        drawn = {name: int(rng.choice(np.arange(space[name].low, space[name].high + 1, space[name].step)))
+                 for name in smallest}
+        assert cost(drawn) >= cost.floor
+    cost.floor = cost(smallest) * 2  # a floor set too high (a builder whose sizes do not grow with their values)
+    assert cost(smallest | {"units": smallest["units"] + space["units"].step}) == cost.floor  # lowered to it
+
+
+def _dense(units: int) -> keras.Model:
+    return keras.Sequential([keras.Input((16,)), keras.layers.Dense(units), keras.layers.Dense(2)])
+
+
+def test_the_floor_is_the_cheapest_choice_and_none_when_the_cheapest_lies_inside_a_range() -> None:
+    widths = ModelCost(lambda hp: _dense(hp.Choice("width", [64, 8, 32])), {"epochs": 1})
+    widths.find_relevant({"width": optuna.distributions.CategoricalDistribution([64, 8, 32])}, set())
+    assert widths.floor == widths({"width": 8})  # the middle choice: every choice is built
+
+    def valley(hp):  # the default (k = 3) is the cheapest; both ends cost more
+        return _dense(1 + 4 * abs(hp.Int("k", 1, 5, default=3) - 3))
+
+    cost = ModelCost(valley, {"epochs": 1})
+    assert cost.find_relevant({"k": optuna.distributions.IntDistribution(1, 5)}, set()) == {"k"}
+    assert cost.floor is None

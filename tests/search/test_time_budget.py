@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -117,3 +119,57 @@ def test_the_api_runs_nothing_on_a_spent_study_and_logs_why(tmp_path: Path,
                      artifacts=str(tmp_path / "art"))
     assert "has spent its time budget (60 s" in caplog.text
     assert len(study.get_trials()) == 1
+
+
+def _crashing_worker(index: int, serial: int) -> subprocess.Popen[bytes]:
+    """A worker process that exits at once with an error (a broken environment, a builder that kills Python)."""
+    return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+@pytest.mark.parametrize(("spent", "respawned", "gave_up"), [(0, 3, True), (601, 0, False)])
+def test_crashed_workers_are_respawned_only_while_time_is_left(tmp_path: Path, spent: int, respawned: int,
+                                                              gave_up: bool) -> None:
+    """Three respawns per worker while the study has time; past its deadline a respawned worker would only exit."""
+    from hpsearch.search.launcher import _watch, create_or_resume
+
+    spec = StudySpec(study="crash", model="resnet4", dataset="mnist-sample", timeout=600)
+    study = create_or_resume(spec, optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'c.db'}"), check=False)
+    study.set_user_attr(STARTED_ATTR, time.time() - spent)
+    starts: list[int] = []
+
+    def spawn(index: int, serial: int) -> subprocess.Popen[bytes]:
+        starts.append(serial)
+        return _crashing_worker(index, serial)
+
+    procs = {0: _crashing_worker(0, 0)}
+    assert _watch(study, spec, procs, 1, 0, spawn, tmp_path, Console(quiet=True), None) is gave_up
+    assert len(starts) == respawned and not procs
+
+
+def test_a_timed_grid_search_whose_workers_kept_crashing_is_a_failure(tmp_path: Path) -> None:
+    """A grid on a time budget may end early by being exhausted; workers given up on are not that."""
+    from hpsearch.search.launcher import _outcome, create_or_resume
+
+    spec = StudySpec(study="grid", model="resnet4", dataset="mnist-sample", timeout=600, sampler="grid")
+    study = create_or_resume(spec, optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'g.db'}"), check=False)
+    start_clock(study)
+    assert _outcome(study, spec, {}, 1, tmp_path, Console(quiet=True)).done == 0  # exhausted: workers exit 0
+    with pytest.raises(HpsearchError, match=r"the workers stopped with 0 trials done and (59\d|600) s of the time "
+                       "budget left"):
+        _outcome(study, spec, {}, 1, tmp_path, Console(quiet=True), gave_up=True)
+
+
+def test_a_resume_that_changes_the_budget_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`--model` describes the study anew: a budget it leaves out is the default, not the stored one."""
+    from hpsearch.search.launcher import create_or_resume
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'b.db'}")
+    create_or_resume(StudySpec(study="b", model="resnet4", dataset="mnist-sample", trials=20), storage, check=False)
+    with caplog.at_level(logging.WARNING, logger="hpsearch"):
+        create_or_resume(StudySpec(study="b", model="resnet4", dataset="mnist-sample", trials=20), storage,
+                         check=False)
+        assert "budget" not in caplog.text  # the same budget: nothing to say
+        create_or_resume(StudySpec(study="b", model="resnet4", dataset="mnist-sample", timeout=600), storage,
+                         check=False)
+    assert "study 'b': budget 20 trials -> 600 s, from the flags or spec given (`--study b` alone keeps the " \
+           "stored one)" in caplog.text

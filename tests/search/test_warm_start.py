@@ -57,3 +57,45 @@ def test_bad_warm_start_sources(source: str, capsys: pytest.CaptureFixture[str],
     assert code == 2 and expected in err, err
     names = [s.study_name for s in optuna.get_all_study_summaries(source, include_best_trial=False)]
     assert names == ["digits"]  # nothing created
+
+
+def test_queued_configurations_must_fit_the_trial_budget(source: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Past the budget a worker would fail a queued configuration unrun: the command stops before queueing."""
+    code = main(["create", "--storage", source, "--study", "mnist", "--model", "cnn", "--dataset", "mnist-sample",
+                 "--trials", "1", "--warm-start", "digits:2"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2, err
+    assert ("--warm-start digits:2 would queue 2 new configuration(s), but study 'mnist' has room for 1 more "
+            "trial(s) (budget 1; 0 done, running or queued); pass --trials 2 or more") in err, err
+    names = [s.study_name for s in optuna.get_all_study_summaries(source, include_best_trial=False)]
+    assert names == ["digits"]
+
+
+def test_configurations_the_study_holds_take_no_new_room(source: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from hpsearch.errors import UsageError
+    from hpsearch.search.launcher import create_or_resume
+    from hpsearch.search.spec import StudySpec
+
+    code = main(["create", "--storage", source, "--study", "mnist", "--model", "cnn", "--dataset", "mnist-sample",
+                 "--trials", "2", "--warm-start", "digits:2"])
+    assert code == 0, capsys.readouterr().err
+    storage = optuna.storages.RDBStorage(source)
+    spec = StudySpec.from_dict(optuna.load_study(study_name="mnist", storage=storage).user_attrs["hpsearch_spec"])
+    study = create_or_resume(spec, storage, warm_start="digits:2")  # a resume asking the same: both held already
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
+    with pytest.raises(UsageError, match=r"--enqueue-defaults and --warm-start digits:2 would queue 1 new "
+                       r"configuration\(s\), but study 'mnist' has room for 0 more trial\(s\) \(budget 2; 2 done, "
+                       r"running or queued\); pass --trials 3 or more"):
+        create_or_resume(spec, storage, enqueue_defaults=True, warm_start="digits:2")
+    assert len(study.get_trials()) == 2  # nothing queued
+
+
+def test_the_room_check_counts_as_optuna_queues() -> None:
+    """A value of another type, or one further off than NumPy's tolerance, is a new configuration to Optuna."""
+    from hpsearch.search.budget import _same_params
+
+    assert _same_params({"units": 128, "lr": 0.001}, {"units": 128, "lr": 0.001 * (1 + 1e-7)})
+    assert not _same_params({"units": 128, "lr": 0.001}, {"units": 128, "lr": 0.0011})
+    assert not _same_params({"units": 128.0}, {"units": 128})  # a float beside an int: queued
+    assert not _same_params({"units": 128}, {"units": 128, "lr": 0.001})  # other names: queued
+    assert _same_params({"optimizer": "adam"}, {"optimizer": "adam"})
