@@ -338,11 +338,16 @@ class CostAwareTPESampler(TPESampler):
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        relevant = getattr(self.cost, "relevant", None)
-        if relevant is not None and param_name not in relevant:  # a learning rate alone: no cost to weigh
+        if self._weighs_no_cost({param_name}):  # a learning rate alone: no cache to read
             return super().sample_independent(study, trial, param_name, param_distribution)
         with self._shared_costs(study):  # univariate TPE weighs cost here
             return super().sample_independent(study, trial, param_name, param_distribution)
+
+    def _weighs_no_cost(self, names: set[str]) -> bool:
+        """A draw of these hyperparameters alone changes no model's cost (e.g. the learning rate: univariate TPE,
+        or a group of its own), so every candidate costs the same."""
+        relevant = getattr(self.cost, "relevant", None)
+        return relevant is not None and not relevant & names
 
     @contextlib.contextmanager
     def _shared_costs(self, study: optuna.Study) -> Iterator[None]:
@@ -404,9 +409,9 @@ class CostAwareTPESampler(TPESampler):
         space: Mapping[str, BaseDistribution] | None = getattr(mpe_below, "_search_space", None)
         if self.cost is None or not space or not samples or len(ratios) < 2:
             return ratios
+        if self._weighs_no_cost(set(samples)):
+            return ratios
         relevant = getattr(self.cost, "relevant", None)
-        if relevant is not None and not relevant & set(samples):
-            return ratios  # e.g. the learning rate alone (univariate TPE, or a group of its own): the cost is one
         order = np.argsort(-ratios)[:max(1, self.cost_candidates)]
         # TPE's expected improvement is proportional to 1 / (gamma + (1 - gamma) g(x) / l(x)) (Bergstra et al.,
         # 2011): it grows with l / g but never past 1 / gamma, so a candidate far likelier among the good trials
