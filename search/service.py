@@ -28,6 +28,9 @@ def start_clock(study: optuna.Study, restart: bool = False) -> float:
     """The `time.time()` at which the study's time budget began, recorded now if no run came before (or, with
     `restart`, in any case). Under the study's budget lock where the storage has one (SQLite, PostgreSQL), so
     workers started at once keep one start; the caller must not hold that lock (none does: workers take it later)."""
+    started = study.user_attrs.get(STARTED_ATTR)
+    if started is not None and not restart:  # the usual case (a resume, a recycled worker): no lock to take
+        return float(started)
     from hpsearch.storage.locks import StudyLock
 
     lock = StudyLock(study)
