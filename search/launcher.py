@@ -662,13 +662,13 @@ def _watch(study: optuna.Study, spec: StudySpec, procs: dict[int, subprocess.Pop
             continue
         outage.answered()
         if stopped:
-            return gave_up and not ended_well
+            break
         display.update(p)
         exited += _reap(procs, log_dir, console)
         if any(code for _, code in exited):  # a worker that stopped on a tripped breaker is not respawned
             try:
                 if stop_reason(study):
-                    return gave_up and not ended_well
+                    break
             except Exception as exc:
                 outage.failed(exc)
                 time.sleep(POLL_SECONDS)
