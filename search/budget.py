@@ -65,7 +65,7 @@ def check_room(storage: optuna.storages.BaseStorage, spec: StudySpec, queue: lis
     not queued again (Optuna's `skip_if_exists`) and takes no room.
 
     Raises:
-        UsageError: the new configurations outnumber the trials left; says which --trials makes room.
+        UsageError: the new configurations outnumber the trials left; says which trial budget makes room.
     """
     if spec.trials is None or not queue:
         return
@@ -84,7 +84,7 @@ def check_room(storage: optuna.storages.BaseStorage, spec: StudySpec, queue: lis
     if new > room:
         raise UsageError(f"{asked} would queue {new} new configuration(s), but study {spec.study!r} has room for "
                          f"{room} more trial(s) (budget {spec.trials}; {taken} done, running or queued); pass "
-                         f"--trials {taken + new} or more")
+                         f"--trials {taken + new} or more (trials={taken + new} to hpsearch.run())")
 
 
 def _same_params(new: dict[str, Any], held: dict[str, Any]) -> bool:

@@ -114,7 +114,6 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
 
     stored = stored_spec(storage, spec.study)
     _check_same_setup(spec, stored)
-    _say_budget_change(spec, stored)
     if checked is None and check and (stored != spec.to_dict() or enqueue_defaults or warm_start):
         checked = check_spec(spec, dry_run=stored != spec.to_dict())
     if checked is not None:
@@ -125,9 +124,10 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
 
         warm = warm_start_params(storage, warm_start, spec, checked.space if checked else None)
     defaults = (checked.defaults if checked is not None else default_params(spec)) if enqueue_defaults else None
-    asked = " and ".join((["--enqueue-defaults"] if enqueue_defaults else [])
+    asked = " and ".join((["--enqueue-defaults (enqueue_defaults=True)"] if enqueue_defaults else [])
                          + ([f"--warm-start {warm_start}"] if warm_start else []))
     check_room(storage, spec, ([defaults] if defaults is not None else []) + [p for _, p in warm], asked)
+    _say_budget_change(spec, stored)  # once the checks passed: a resume they stop changes nothing
     study = optuna.create_study(study_name=spec.study, storage=storage, directions=spec.objective_directions(),
                                 load_if_exists=True)
     _store_setup(study, spec, checked)

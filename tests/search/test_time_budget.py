@@ -173,3 +173,24 @@ def test_a_resume_that_changes_the_budget_says_so(tmp_path: Path, caplog: pytest
                          check=False)
     assert "study 'b': budget 20 trials -> 600 s, from the flags or spec given (`--study b` alone keeps the " \
            "stored one)" in caplog.text
+
+
+def test_a_resume_stopped_by_a_check_says_no_budget_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A resume the checks refuse changes nothing, so it announces no new budget."""
+    from optuna.distributions import IntDistribution
+
+    from hpsearch.errors import UsageError
+    from hpsearch.search.launcher import create_or_resume
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'b.db'}")
+    earlier = optuna.create_study(study_name="a", storage=storage, direction="maximize")
+    for units, value in ((64, 0.9), (128, 0.95)):
+        earlier.add_trial(optuna.trial.create_trial(params={"units": units}, value=value,
+                                                    distributions={"units": IntDistribution(32, 256)}))
+    create_or_resume(StudySpec(study="b", model="resnet4", dataset="mnist-sample", trials=20), storage, check=False)
+    with caplog.at_level(logging.WARNING, logger="hpsearch"), pytest.raises(UsageError, match="room for 1 more"):
+        create_or_resume(StudySpec(study="b", model="resnet4", dataset="mnist-sample", trials=1), storage,
+                         check=False, warm_start="a:2")
+    assert "budget" not in caplog.text
+    assert StudySpec.from_stored(optuna.load_study(study_name="b", storage=storage).user_attrs["hpsearch_spec"]
+                                 ).trials == 20  # the stored budget stands

@@ -83,7 +83,8 @@ def test_configurations_the_study_holds_take_no_new_room(source: str, capsys: py
     spec = StudySpec.from_dict(optuna.load_study(study_name="mnist", storage=storage).user_attrs["hpsearch_spec"])
     study = create_or_resume(spec, storage, warm_start="digits:2")  # a resume asking the same: both held already
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
-    with pytest.raises(UsageError, match=r"--enqueue-defaults and --warm-start digits:2 would queue 1 new "
+    with pytest.raises(UsageError, match=r"--enqueue-defaults \(enqueue_defaults=True\) and --warm-start digits:2 "
+                       r"would queue 1 new "
                        r"configuration\(s\), but study 'mnist' has room for 0 more trial\(s\) \(budget 2; 2 done, "
                        r"running or queued\); pass --trials 3 or more"):
         create_or_resume(spec, storage, enqueue_defaults=True, warm_start="digits:2")
@@ -99,3 +100,17 @@ def test_the_room_check_counts_as_optuna_queues() -> None:
     assert not _same_params({"units": 128.0}, {"units": 128})  # a float beside an int: queued
     assert not _same_params({"units": 128}, {"units": 128, "lr": 0.001})  # other names: queued
     assert _same_params({"optimizer": "adam"}, {"optimizer": "adam"})
+
+
+def test_the_room_check_names_the_argument_to_python_callers(tmp_path: Path) -> None:
+    """`hpsearch.run()` takes no flags: its caller reads the keyword that makes room."""
+    import hpsearch
+    from hpsearch.errors import UsageError
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    hpsearch.run("resnet4", "mnist-sample", study="full", storage=url, trials=1, epochs=1, verbose=False)
+    with pytest.raises(UsageError, match=r"room for 0 more trial\(s\) \(budget 1; 1 done, running or queued\); pass "
+                       r"--trials 2 or more \(trials=2 to hpsearch.run\(\)\)"):
+        hpsearch.run("resnet4", "mnist-sample", study="full", storage=url, trials=1, epochs=1, verbose=False,
+                     enqueue_defaults=True)
+    assert len(optuna.load_study(study_name="full", storage=url).trials) == 1  # nothing queued
