@@ -120,8 +120,8 @@ def _made_up_score(params: dict, rng: random.Random) -> float:
 def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
     """Per trial after the start-up: the seconds `ask` took (sampling, the cost-aware sampler's builds and its
     collection) and the models built, side by side per seed: every candidate built in each process, the costs kept
-    on the study, and those kept with the candidates that cannot win skipped (today's default); and whether each
-    drew the configurations the first drew."""
+    on the study, those kept with the candidates that cannot win skipped, and that with the survey of the space
+    kept on the study as well (today's default); and whether each drew the configurations the first drew."""
     import random
     import statistics
     import tempfile
@@ -138,12 +138,14 @@ def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
     builder = get_builder("cnn", (28, 28, 1), 10)
     fixed = {"epochs": 3}
     spec = StudySpec(study="s", model="cnn", timeout=900, epochs=3)
-    print("| seed | costs kept on the study | candidates that cannot win | trials after start-up | ask, s per trial | "
-          "builds per trial | worker start (relevance builds), s | configurations as the first row's |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| seed | costs kept on the study | candidates that cannot win | survey kept on the study | trials after "
+          "start-up | ask, s per trial | builds per trial | worker start (survey builds), s, median [min-max] | "
+          "configurations as the first row's |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for seed in seeds:
         first: list[dict] | None = None
-        for shared, skip in ((False, False), (True, False), (True, True)):
+        for shared, skip, survey in ((False, False, False), (True, False, False), (True, True, False),
+                                     (True, True, True)):
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite:///{tmp}/s.db"
                 optuna.create_study(study_name="s", storage=url, direction="maximize")
@@ -156,9 +158,9 @@ def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
                         sampler = spec.make_sampler(None, seed + number)
                         assert isinstance(sampler, CostAwareTPESampler)
                         sampler.share_costs, sampler.skip_hopeless = shared, skip
-                        attach_cost(sampler, builder, fixed)
-                        starts.append(time.perf_counter() - t0)
                         study = optuna.load_study(study_name="s", storage=url, sampler=sampler)
+                        attach_cost(sampler, builder, fixed, study=study if survey else None)
+                        starts.append(time.perf_counter() - t0)
                     before = sampler.cost.builds
                     t0 = time.perf_counter()
                     trial = study.ask()
@@ -173,10 +175,11 @@ def time_sampling(trials: int, seeds: list[int], recycle: int) -> None:
                     study.tell(trial, _made_up_score(params, rng))
                 first = drawn if first is None else first
                 same = sum(a == b for a, b in zip(drawn, first, strict=True))
-                print(f"| {seed} | {'yes' if shared else 'no'} | {'skipped' if skip else 'built'} | {len(asks)} | "
+                print(f"| {seed} | {'yes' if shared else 'no'} | {'skipped' if skip else 'built'} | "
+                      f"{'yes' if survey else 'no'} | {len(asks)} | "
                       f"{statistics.median(asks):.2f} [{min(asks):.2f}-{max(asks):.2f}] | "
-                      f"{statistics.mean(builds):.1f} | {statistics.median(starts):.2f} | {same} of {len(drawn)} |",
-                      flush=True)
+                      f"{statistics.mean(builds):.1f} | {statistics.median(starts):.2f} "
+                      f"[{min(starts):.2f}-{max(starts):.2f}] | {same} of {len(drawn)} |", flush=True)
 
 
 def machine_rate(pattern: str, epochs: int) -> None:

@@ -257,7 +257,7 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     if spent:
         logging.getLogger("hpsearch").warning("%s", spent)
         return SearchResult(spec.study, url, artifacts, builder, data)
-    objective.attach_cost(study.sampler, window)
+    objective.attach_cost(study, window)
     deadline = window[1] if window else None
 
     level = optuna.logging.get_verbosity()

@@ -15,8 +15,11 @@ activations (weighed: element-wise layers are bound by memory), times its epochs
 
 The costs measured are kept on the study (`COST_CACHE_ATTR`), by the values of the hyperparameters that change the
 model: a worker's fresh process (every `--recycle` trials), another worker or a resumed study looks them up rather
-than building those models again. And TPE's candidates are weighed in falling expected improvement: once the next
-one could not win even at the space's lowest cost (its `floor`), neither it nor any after it is built.
+than building those models again. So is the survey of which hyperparameters change the cost and of the space's
+lowest cost (its `floor`; `COST_SURVEY_ATTR`): a worker's start builds the defaults' model once to check the
+builder still gives the cost the survey was made with, instead of two models per hyperparameter. And TPE's
+candidates are weighed in falling expected improvement: once the next one could not win even at the `floor`'s
+cost, neither it nor any after it is built.
 
 With the sampler option `time_aware=true` the cost's weight cools on a time budget (after "cost cooling", Lee et
 al., 2020): it falls in proportion to the share of the budget left, from `cost_weight` at the start to 0 at the
@@ -65,7 +68,10 @@ MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's
 RATE_TRIALS = 10  # the seconds a unit of cost takes, measured over the study's last 10 finished trials
 # The study's cache of costs (see the module's docstring): a system attribute, out of the dashboard's user attributes.
 COST_CACHE_ATTR = "hpsearch_model_costs"
+# The survey of the space (relevant hyperparameters, floor) the costs were measured in: another system attribute.
+COST_SURVEY_ATTR = "hpsearch_cost_survey"
 SHARED_COSTS = 4096  # at most this many kept on the study (a space of 8 x 8 x 8 model sizes has 512)
+UNREAD = object()  # a study attribute the storage did not give
 FLOOR_CHOICES = 8  # a categorical of more choices leaves the space without a floor (see ModelCost.find_relevant)
 
 
@@ -156,6 +162,7 @@ class ModelCost:
         # cheaper end of a range along which the cost grows or falls), lowered by any cost measured below it; None
         # until find_relevant measured it, or when the space's shape does not tell the cheapest model.
         self.floor: float | None = None
+        self.survey: dict[str, Any] | None = None  # find_relevant's answer when it surveyed, to keep on the study
 
     def __call__(self, params: Mapping[str, Any]) -> float | None:
         values = {**params, **self.fixed}
@@ -237,13 +244,33 @@ class ModelCost:
             self.build_seconds += time.perf_counter() - start
         return cost * max(1, int(epochs)) if cost else None
 
-    def find_relevant(self, space: Mapping[str, BaseDistribution], conditional: set[str]) -> set[str]:
+    def find_relevant(self, space: Mapping[str, BaseDistribution], conditional: set[str],
+                      kept: Any = None) -> set[str]:
         """The hyperparameters that change the cost: each moved alone from the builder's defaults to both ends of
         its range (two builds each; every choice of a categorical of up to FLOOR_CHOICES); a conditional one
         (perhaps inactive at the defaults) always counts. Then the `floor` (one build more), unless the space has
-        conditional hyperparameters or one whose cost does not grow or fall along its range."""
-        self.relevant, self.floor = None, None
+        conditional hyperparameters or one whose cost does not grow or fall along its range.
+
+        `kept`: an earlier survey (`survey`, as the study keeps it). Taken as it is, after one build, when it was
+        made for this space and fixed values and the builder's defaults still cost what they cost then (an edited
+        builder that kept that cost would go unseen: its costs cached on the study would be stale as well)."""
+        self.relevant, self.floor, self.survey = None, None, None
         base = self.base = self({})
+        key = self._survey_key(space, conditional)
+        taken = self._take(kept, key) if base is not None else None
+        if taken is None:
+            taken = self._survey(space, conditional, base)
+            self.survey = {"key": key, "relevant": sorted(taken[0]), "floor": taken[1]}
+        else:
+            self.cache.clear()  # keyed by every hyperparameter
+            self.unshared.clear()
+        self.relevant, self.floor = taken
+        return self.relevant
+
+    def _survey(self, space: Mapping[str, BaseDistribution], conditional: set[str], base: float | None
+                ) -> tuple[set[str], float | None]:
+        """find_relevant's builds: the relevant hyperparameters and the floor (None: none known). Leaves the cache
+        keyed by the relevant hyperparameters, holding the floor's cost."""
         relevant = set(conditional)
         cheaper: dict[str, Any] | None = {} if not conditional and base is not None else None
         for name, dist in space.items():
@@ -269,11 +296,32 @@ class ModelCost:
             else:
                 cheaper[name] = values[int(np.argmin(known))]
         self.relevant = relevant
-        self.cache.clear()
+        self.cache.clear()  # keyed by every hyperparameter until now
         self.unshared.clear()
         floor = self(cheaper) if cheaper is not None else None
-        self.floor = floor if floor is not None and floor > 0 else None
-        return relevant
+        return relevant, (floor if floor is not None and floor > 0 else None)
+
+    def _survey_key(self, space: Mapping[str, BaseDistribution], conditional: set[str]) -> str:
+        """What a survey holds for: the space, the fixed values, the cost formula and the defaults' cost."""
+        import json
+
+        return json.dumps({"space": sorted((name, repr(dist)) for name, dist in space.items()),
+                           "conditional": sorted(conditional),
+                           "fixed": sorted((k, repr(v)) for k, v in self.fixed.items()),
+                           "activation_weight": ACTIVATION_WEIGHT, "floor_choices": FLOOR_CHOICES,
+                           "defaults": self.base})
+
+    @staticmethod
+    def _take(kept: Any, key: str) -> tuple[set[str], float | None] | None:
+        """A kept survey's (relevant, floor) when it was made under `key` and reads well; else None."""
+        if not isinstance(kept, dict) or kept.get("key") != key:
+            return None
+        relevant, floor = kept.get("relevant"), kept.get("floor")
+        if not isinstance(relevant, list) or not all(isinstance(name, str) for name in relevant):
+            return None
+        if floor is not None and not (isinstance(floor, int | float) and floor > 0):
+            return None
+        return set(relevant), (float(floor) if floor is not None else None)
 
 
 class CostAwareTPESampler(TPESampler):
@@ -357,25 +405,15 @@ class CostAwareTPESampler(TPESampler):
         if not isinstance(cost, ModelCost) or not self.share_costs:
             yield
             return
-        from hpsearch.storage.optuna_compat import study_id as id_of
-        from hpsearch.storage.optuna_compat import study_storage
-
-        storage, study_id = study_storage(study), id_of(study)
-        try:
-            cost.load_shared(storage.get_study_system_attrs(study_id).get(COST_CACHE_ATTR))
-        except Exception as exc:  # noqa: BLE001 - see above
-            logger.debug("the study's cost cache was not read: %s", exc)
+        cost.load_shared(_study_attr(study, COST_CACHE_ATTR))
         try:
             yield
         finally:
-            if cost.unshared:
-                try:
-                    merged = cost.share(storage.get_study_system_attrs(study_id).get(COST_CACHE_ATTR))
-                    if merged is not None:
-                        storage.set_study_system_attr(study_id, COST_CACHE_ATTR, merged)
+            shared = _study_attr(study, COST_CACHE_ATTR) if cost.unshared else UNREAD
+            if shared is not UNREAD:  # else kept for the next trial's write, not written over what was not read
+                merged = cost.share(shared)
+                if merged is None or _set_study_attr(study, COST_CACHE_ATTR, merged):
                     cost.unshared.clear()
-                except Exception as exc:  # noqa: BLE001 - see above; kept for the next trial's write
-                    logger.debug("the study's cost cache was not written: %s", exc)
 
     def _cheapest_random(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                          search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -504,9 +542,10 @@ def _collecting(cost: Any) -> Iterator[None]:
 
 
 def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixed: Mapping[str, Any],
-                window: tuple[float, float] | None = None) -> bool:
+                window: tuple[float, float] | None = None, study: optuna.Study | None = None) -> bool:
     """Gives a cost-aware sampler its cost function, the builder's space and the time budget's (start, deadline);
-    True when the sampler weighs cost.
+    True when the sampler weighs cost. With the `study`, the survey of the space (`ModelCost.find_relevant`) is
+    taken from it when it holds one that still applies, and kept on it when made here.
 
     Off, with the reason in the log, when the builder's space cannot be read or its models take more than
     MAX_BUILD_SECONDS each to build (weighing 24 candidates would then cost more than it saves)."""
@@ -522,9 +561,15 @@ def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixe
         logger.warning("cost-aware sampling off: the builder's space cannot be read (%s)", exc)
         return False
     cost = ModelCost(builder, fixed)
+    varied = {n: d for n, d in space.items() if not d.single()}
+    keep = study is not None and sampler.share_costs
     with _collecting(cost):
-        relevant = cost.find_relevant({n: d for n, d in space.items() if not d.single()}, conditional)
+        relevant = cost.find_relevant(varied, conditional, _study_attr(study, COST_SURVEY_ATTR) if keep else None)
+        if cost.survey is None and cost.build_seconds > MAX_BUILD_SECONDS:  # one build, perhaps the process's first
+            relevant = cost.find_relevant(varied, conditional)  # timed over the survey's builds, as without one
     seconds = cost.build_seconds / max(1, cost.builds)
+    if keep and cost.survey is not None and seconds <= MAX_BUILD_SECONDS:
+        _set_study_attr(study, COST_SURVEY_ATTR, cost.survey)
     if seconds > MAX_BUILD_SECONDS:
         logger.warning("cost-aware sampling off: a model takes %.1f s to build (more than %.1f s), so weighing "
                        "candidates would cost more time than it saves", seconds, MAX_BUILD_SECONDS)
@@ -533,4 +578,28 @@ def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixe
     logger.info("cost-aware sampling: %s change a model's cost (%.2f s a build)%s", ", ".join(sorted(relevant))
                 or "no hyperparameter", seconds, "; its weight cools to 0 at the deadline"
                 if sampler.window is not None and sampler.time_aware else "")
+    return True
+
+
+def _study_attr(study: optuna.Study | None, name: str) -> Any:
+    """The study's system attribute `name` (None when absent); UNREAD when the storage does not answer (the caller
+    measures instead: the trials' own storage calls report an outage)."""
+    from hpsearch.storage.optuna_compat import study_id, study_storage
+
+    try:
+        return study_storage(study).get_study_system_attrs(study_id(study)).get(name)
+    except Exception as exc:  # noqa: BLE001 - see above
+        logger.debug("the study's %s was not read: %s", name, exc)
+        return UNREAD
+
+
+def _set_study_attr(study: optuna.Study | None, name: str, value: Any) -> bool:
+    """Sets the study's system attribute `name`; False when the storage does not answer (see `_study_attr`)."""
+    from hpsearch.storage.optuna_compat import study_id, study_storage
+
+    try:
+        study_storage(study).set_study_system_attr(study_id(study), name, value)
+    except Exception as exc:  # noqa: BLE001 - see above
+        logger.debug("the study's %s was not written: %s", name, exc)
+        return False
     return True

@@ -91,13 +91,12 @@ class Objective:
                                               **spec.model_options)
         self.fixed = spec.fixed_values()
 
-    def attach_cost(self, sampler: optuna.samplers.BaseSampler,
-                    window: tuple[float, float] | None = None) -> None:
-        """Lets a cost-aware sampler (search/cost.py) build this objective's models to rank configurations;
-        `window`: the time budget's (start, deadline)."""
+    def attach_cost(self, study: optuna.Study, window: tuple[float, float] | None = None) -> None:
+        """Lets the study's sampler, when cost-aware (search/cost.py), build this objective's models to rank
+        configurations; `window`: the time budget's (start, deadline)."""
         from hpsearch.search.cost import attach_cost
 
-        attach_cost(sampler, self.builder, self.fixed, window)
+        attach_cost(study.sampler, self.builder, self.fixed, window, study)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """Trains one configuration; any error of the builder, the model or the data fails this trial alone, with

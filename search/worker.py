@@ -270,7 +270,7 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     study, spec = starting.wait_out(join)
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
     window = worker_outage().wait_out(lambda: _window(study, spec))
-    objective.attach_cost(study.sampler, window)
+    objective.attach_cost(study, window)
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback
