@@ -13,7 +13,8 @@ Run:  .venv/bin/python benchmarks/fixed_cost.py [LABEL=GLOB ...]
       (default: the committed runs with and without cost-aware sampling; GLOBs under benchmarks/results/race/)
       .venv/bin/python benchmarks/fixed_cost.py --builds [--rounds 3]
       (instead: what the cost-aware sampler spends per trial, timed here: building 24 random configurations of the
-      race's CNN space, counting their cost, and the full garbage collection after them)
+      race's CNN space, counting their cost, and the full garbage collection after them; then a trial's other two
+      full collections; each with the start-up heap frozen and not)
       .venv/bin/python benchmarks/fixed_cost.py --rate 'mnist-24000-e3-b1800/events-hpsearch-cost-*.jsonl'
       (instead: each run's seconds of `fit` per unit of model cost over its completed trials: the machine's speed)
       .venv/bin/python benchmarks/fixed_cost.py --sampling [--trials 40] [--seeds 0,1] [--recycle 10]
@@ -77,10 +78,15 @@ def cell(values: list[float]) -> str:
 
 def time_builds(rounds: int, candidates: int = 24) -> None:
     """Seconds to build `candidates` CNN models of random configurations, to count their cost, and to collect them:
-    the cost-aware sampler's work for one trial after its start-up (its cache empty)."""
+    the cost-aware sampler's work for one trial after its start-up (its cache empty); then the other two full
+    collections a trial makes (`keras.backend.clear_session()` before it, Optuna's `gc_after_trial` after it, here
+    with nothing left to free). Each round runs twice, with the heap as the imports and first build left it and
+    with it frozen (`gc.freeze()`, as `hpsearch worker` does after its start), in alternating order."""
     import gc
     import random
     import time
+
+    import keras
 
     from hpsearch.models import get_builder
     from hpsearch.search.adapter import as_build_function, values_hyperparameters
@@ -94,19 +100,31 @@ def time_builds(rounds: int, candidates: int = 24) -> None:
                 "units": rng.choice(range(64, 513, 64)), "epochs": 3}
 
     build(values_hyperparameters(draw()))  # the first build pays for imports and tracing
-    print(f"| round | build {candidates} models, s | count their cost, s | full collection, s |")
-    print("|---|---|---|---|")
+    gc.collect()
+    print(f"| round | start-up heap frozen | objects a full collection walks | build {candidates} models, s | count their "
+          "cost, s | collection after the builds, s | `clear_session`, s | collection after a trial, s |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in range(1, rounds + 1):
-        t0 = time.perf_counter()
-        models = [build(values_hyperparameters(draw())) for _ in range(candidates)]
-        t1 = time.perf_counter()
-        for model in models:
-            model_cost(model)
-        t2 = time.perf_counter()
-        del models
-        gc.collect()
-        t3 = time.perf_counter()
-        print(f"| {n} | {t1 - t0:.2f} | {t2 - t1:.3f} | {t3 - t2:.3f} |")
+        for frozen in ((False, True) if n % 2 else (True, False)):
+            if frozen:
+                gc.freeze()
+            tracked = len(gc.get_objects())
+            t0 = time.perf_counter()
+            models = [build(values_hyperparameters(draw())) for _ in range(candidates)]
+            t1 = time.perf_counter()
+            for model in models:
+                model_cost(model)
+            t2 = time.perf_counter()
+            del models
+            gc.collect()
+            t3 = time.perf_counter()
+            keras.backend.clear_session()
+            t4 = time.perf_counter()
+            gc.collect()
+            t5 = time.perf_counter()
+            gc.unfreeze()
+            print(f"| {n} | {'yes' if frozen else 'no'} | {tracked} | {t1 - t0:.2f} | {t2 - t1:.3f} | {t3 - t2:.3f} | "
+                  f"{t4 - t3:.3f} | {t5 - t4:.3f} |", flush=True)
 
 
 def _made_up_score(params: dict, rng: random.Random) -> float:

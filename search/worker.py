@@ -271,6 +271,7 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     objective = Objective(spec, open_artifact_store(artifact_location(url, artifacts)))
     window = worker_outage().wait_out(lambda: _window(study, spec))
     objective.attach_cost(study, window)
+    freeze_start_up_heap()
     ran_before = int(os.environ.get(_RAN_ENV, "0"))
     from hpsearch.search import breaker
     from hpsearch.search.notes import note_callback
@@ -279,6 +280,20 @@ def run_worker(study_name: str, storage_url: str | None = None, recycle: int = 0
     ran = run_trials(study, spec.trial_budget, objective, deadline, recycle,
                      on_recycle=lambda n: _recycle(ran_before + n), callbacks=[note_callback(spec), breaker.callback])
     return ran_before + ran
+
+
+def freeze_start_up_heap() -> None:
+    """Leaves what the worker's start made (TensorFlow's and Keras' modules, the data, the study) out of the full
+    garbage collections every trial makes (`clear_session` before it, Optuna's after it, the cost-aware sampler's
+    after its builds), which would otherwise walk these objects each time though they live as long as the process.
+    Collected first, so no garbage is frozen; a cycle among them that became garbage later would stay (the process
+    is replaced every `--recycle` trials). HPSEARCH_GC_FREEZE=0 leaves the heap as it is (benchmarks compare)."""
+    import gc
+
+    if os.environ.get("HPSEARCH_GC_FREEZE", "1") == "0":
+        return
+    gc.collect()
+    gc.freeze()
 
 
 def run_trials(study: optuna.Study, budget: int, objective: Callable[[optuna.trial.Trial], float],
