@@ -261,3 +261,30 @@ def test_unwritable_artifact_store_keeps_the_result(tmp_path: Path) -> None:
     record_reliability("unwritable artifact directory during a trial", faults=1, expected_complete=1,
                        found_complete=int(trial.state == TrialState.COMPLETE),
                        message=trial.user_attrs["artifact_error"][:120], errors=0)
+
+
+def test_a_worker_leaves_its_start_up_heap_out_of_later_collections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker's start made is frozen (a trial's full collections skip it); its garbage is freed first."""
+    import gc
+    import weakref
+
+    from hpsearch.search.worker import freeze_start_up_heap
+
+    class Node:
+        pass
+
+    before = gc.get_freeze_count()
+    try:
+        monkeypatch.setenv("HPSEARCH_GC_FREEZE", "0")
+        freeze_start_up_heap()
+        assert gc.get_freeze_count() == before  # turned off: the heap as it was
+        monkeypatch.delenv("HPSEARCH_GC_FREEZE")
+        cycle = Node()
+        cycle.self = cycle  # garbage only a collection frees
+        gone = weakref.ref(cycle)
+        del cycle
+        freeze_start_up_heap()
+        assert gc.get_freeze_count() > before
+        assert gone() is None  # collected, not frozen
+    finally:
+        gc.unfreeze()
