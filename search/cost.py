@@ -64,6 +64,9 @@ COST_WEIGHT = 0.5  # the square root of cost: a saturated candidate (EI 1 / gamm
 # ranked cheaper than a 32 / 224 one and trained 2x slower (18 s against 9 s an epoch); with this weight the
 # predicted ratios of epoch times to the smallest model's were within 30% of the measured ones.
 ACTIVATION_WEIGHT = 100
+# Raised whenever counting a model's cost, the survey or the floor changes: the costs and surveys a study keeps from
+# an earlier version are then measured anew.
+COST_VERSION = 2
 MAX_BUILD_SECONDS = 0.5  # 24 candidates: 12 s a trial at most, with the cache's hits far less
 RATE_TRIALS = 10  # the seconds a unit of cost takes, measured over the study's last 10 finished trials
 # The study's cache of costs (see the module's docstring): a system attribute, out of the dashboard's user attributes.
@@ -162,7 +165,9 @@ class ModelCost:
         # cheaper end of a range along which the cost grows or falls), lowered by any cost measured below it; None
         # until find_relevant measured it, or when the space's shape does not tell the cheapest model.
         self.floor: float | None = None
-        self.survey: dict[str, Any] | None = None  # find_relevant's answer when it surveyed, to keep on the study
+        # find_relevant's answer when it surveyed and every build gave a cost, to keep on the study
+        self.survey: dict[str, Any] | None = None
+        self.seconds_each = 0.0  # a build's seconds here, as find_relevant measured (or scaled) them
 
     def __call__(self, params: Mapping[str, Any]) -> float | None:
         values = {**params, **self.fixed}
@@ -187,7 +192,7 @@ class ModelCost:
 
         return json.dumps({"fixed": sorted((k, repr(v)) for k, v in self.fixed.items()),
                            "relevant": sorted(self.relevant) if self.relevant is not None else None,
-                           "activation_weight": ACTIVATION_WEIGHT,
+                           "activation_weight": ACTIVATION_WEIGHT, "version": COST_VERSION,
                            "defaults": self.base})  # the builder's defaults' cost: an edited builder differs
 
     def load_shared(self, shared: Any) -> None:
@@ -253,24 +258,34 @@ class ModelCost:
 
         `kept`: an earlier survey (`survey`, as the study keeps it). Taken as it is, after one build, when it was
         made for this space and fixed values and the builder's defaults still cost what they cost then (an edited
-        builder that kept that cost would go unseen: its costs cached on the study would be stale as well)."""
+        builder that kept that cost would go unseen: its costs cached on the study would be stale as well). A
+        survey in which a build failed (perhaps for a passing reason: memory) is not offered to keep."""
         self.relevant, self.floor, self.survey = None, None, None
+        start = (self.builds, self.build_seconds)
         base = self.base = self({})
+        defaults_seconds = self.build_seconds - start[1]
         key = self._survey_key(space, conditional)
         taken = self._take(kept, key) if base is not None else None
         if taken is None:
-            taken = self._survey(space, conditional, base)
-            self.survey = {"key": key, "relevant": sorted(taken[0]), "floor": taken[1]}
+            (relevant, floor), failed = self._survey(space, conditional, base)
+            self.seconds_each = (self.build_seconds - start[1]) / max(1, self.builds - start[0])
+            if not failed and defaults_seconds > 0:
+                self.survey = {"key": key, "relevant": sorted(relevant), "floor": floor,
+                               "seconds_per_defaults": self.seconds_each / defaults_seconds}
         else:
+            # The defaults' build alone, scaled as the surveying process's average build was to its defaults' build
+            # (a space whose other models build slowly stays off as it would after a survey here).
+            relevant, floor, ratio = taken
+            self.seconds_each = defaults_seconds * ratio
             self.cache.clear()  # keyed by every hyperparameter
             self.unshared.clear()
-        self.relevant, self.floor = taken
-        return self.relevant
+        self.relevant, self.floor = relevant, floor
+        return relevant
 
     def _survey(self, space: Mapping[str, BaseDistribution], conditional: set[str], base: float | None
-                ) -> tuple[set[str], float | None]:
-        """find_relevant's builds: the relevant hyperparameters and the floor (None: none known). Leaves the cache
-        keyed by the relevant hyperparameters, holding the floor's cost."""
+                ) -> tuple[tuple[set[str], float | None], bool]:
+        """find_relevant's builds: (the relevant hyperparameters, the floor (None: none known)), and whether a build
+        failed. Leaves the cache keyed by the relevant hyperparameters (holding the floor's cost, if any)."""
         relevant = set(conditional)
         cheaper: dict[str, Any] | None = {} if not conditional and base is not None else None
         for name, dist in space.items():
@@ -295,11 +310,13 @@ class ModelCost:
                 cheaper = None  # the cheapest value is not known from these builds: no floor
             else:
                 cheaper[name] = values[int(np.argmin(known))]
+        failed = any(cost is None for cost in self.cache.values())
         self.relevant = relevant
         self.cache.clear()  # keyed by every hyperparameter until now
         self.unshared.clear()
         floor = self(cheaper) if cheaper is not None else None
-        return relevant, (floor if floor is not None and floor > 0 else None)
+        failed = failed or (cheaper is not None and floor is None)
+        return (relevant, floor if floor is not None and floor > 0 else None), failed
 
     def _survey_key(self, space: Mapping[str, BaseDistribution], conditional: set[str]) -> str:
         """What a survey holds for: the space, the fixed values, the cost formula and the defaults' cost."""
@@ -309,19 +326,21 @@ class ModelCost:
                            "conditional": sorted(conditional),
                            "fixed": sorted((k, repr(v)) for k, v in self.fixed.items()),
                            "activation_weight": ACTIVATION_WEIGHT, "floor_choices": FLOOR_CHOICES,
-                           "defaults": self.base})
+                           "version": COST_VERSION, "defaults": self.base})
 
     @staticmethod
-    def _take(kept: Any, key: str) -> tuple[set[str], float | None] | None:
-        """A kept survey's (relevant, floor) when it was made under `key` and reads well; else None."""
+    def _take(kept: Any, key: str) -> tuple[set[str], float | None, float] | None:
+        """A kept survey's (relevant, floor, seconds_per_defaults) when it was made under `key` and reads well."""
         if not isinstance(kept, dict) or kept.get("key") != key:
             return None
-        relevant, floor = kept.get("relevant"), kept.get("floor")
+        relevant, floor, ratio = kept.get("relevant"), kept.get("floor"), kept.get("seconds_per_defaults")
         if not isinstance(relevant, list) or not all(isinstance(name, str) for name in relevant):
             return None
         if floor is not None and not (isinstance(floor, int | float) and floor > 0):
             return None
-        return set(relevant), (float(floor) if floor is not None else None)
+        if not (isinstance(ratio, int | float) and ratio > 0):
+            return None
+        return set(relevant), (float(floor) if floor is not None else None), float(ratio)
 
 
 class CostAwareTPESampler(TPESampler):
@@ -563,11 +582,10 @@ def attach_cost(sampler: optuna.samplers.BaseSampler, builder: BuilderLike, fixe
     cost = ModelCost(builder, fixed)
     varied = {n: d for n, d in space.items() if not d.single()}
     keep = study is not None and sampler.share_costs
+    kept = _study_attr(study, COST_SURVEY_ATTR) if keep else None
     with _collecting(cost):
-        relevant = cost.find_relevant(varied, conditional, _study_attr(study, COST_SURVEY_ATTR) if keep else None)
-        if cost.survey is None and cost.build_seconds > MAX_BUILD_SECONDS:  # one build, perhaps the process's first
-            relevant = cost.find_relevant(varied, conditional)  # timed over the survey's builds, as without one
-    seconds = cost.build_seconds / max(1, cost.builds)
+        relevant = cost.find_relevant(varied, conditional, kept)
+    seconds = cost.seconds_each
     if keep and cost.survey is not None and seconds <= MAX_BUILD_SECONDS:
         _set_study_attr(study, COST_SURVEY_ATTR, cost.survey)
     if seconds > MAX_BUILD_SECONDS:

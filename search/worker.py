@@ -286,8 +286,9 @@ def freeze_start_up_heap() -> None:
     """Leaves what the worker's start made (TensorFlow's and Keras' modules, the data, the study) out of the full
     garbage collections every trial makes (`clear_session` before it, Optuna's after it, the cost-aware sampler's
     after its builds), which would otherwise walk these objects each time though they live as long as the process.
-    Collected first, so no garbage is frozen; a cycle among them that became garbage later would stay (the process
-    is replaced every `--recycle` trials). HPSEARCH_GC_FREEZE=0 leaves the heap as it is (benchmarks compare)."""
+    Collected first, so no garbage is frozen; a cycle among them that becomes garbage later stays until the process
+    ends (once each: Keras' and TensorFlow's global state that `clear_session` replaces, say). HPSEARCH_GC_FREEZE=0
+    leaves the heap as it is (benchmarks compare)."""
     import gc
 
     if os.environ.get("HPSEARCH_GC_FREEZE", "1") == "0":

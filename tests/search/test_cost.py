@@ -441,33 +441,39 @@ def test_the_floor_is_the_cheapest_choice_and_none_when_the_cheapest_lies_inside
 
 def test_a_worker_start_takes_the_survey_its_study_keeps_after_one_build(tmp_path: Path) -> None:
     """Which hyperparameters change the cost and the space's floor live on the study: a recycled worker checks them
-    with the defaults' model alone; a builder whose defaults cost otherwise (edited) is surveyed anew."""
+    with the defaults' model alone; a builder whose defaults cost otherwise (edited) is surveyed anew, and a survey
+    in which a build failed is not kept."""
     from hpsearch.search.cost import COST_SURVEY_ATTR
     from hpsearch.storage.optuna_compat import study_id, study_storage
 
-    def build(hp, default_units=32):
+    def build(hp, default_units=32, fails_at=None):
         units = hp.Int("units", 8, 64, step=8, default=default_units)
         hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
+        if units == fails_at:
+            raise MemoryError("out of memory while building")
         return _dense(units)
 
     fixed = {"epochs": 1, "batch_size": 128, "patience": 3, "lr_factor": 0.2, "lr_patience": 2}  # the model's left
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
 
-    def start(builder) -> ModelCost:
+    def kept() -> dict:
+        return study_storage(study).get_study_system_attrs(study_id(study)).get(COST_SURVEY_ATTR)
+
+    def start(builder, share: bool = True) -> ModelCost:
         sampler = CostAwareTPESampler(seed=0)
+        sampler.share_costs = share
         assert attach_cost(sampler, builder, fixed, study=study)
         return sampler.cost
 
+    assert start(lambda hp: build(hp, fails_at=64)).builds == 5 and kept() is None  # a build failed: not kept
     first = start(build)
     assert first.builds == 6  # the defaults, both ends of each range, the floor
     assert first.relevant == {"units"} and first.floor == first({"units": 8})
-    kept = study_storage(study).get_study_system_attrs(study_id(study))[COST_SURVEY_ATTR]
-    assert kept["relevant"] == ["units"] and kept["floor"] == first.floor
+    survey = kept()
+    assert survey["relevant"] == ["units"] and survey["floor"] == first.floor
     again = start(build)
     assert again.builds == 1 and again.relevant == first.relevant and again.floor == first.floor
-    edited = start(lambda hp: build(hp, default_units=48))
-    assert edited.builds == 6 and edited.relevant == {"units"}
-    assert study_storage(study).get_study_system_attrs(study_id(study))[COST_SURVEY_ATTR]["key"] != kept["key"]
-    plain = CostAwareTPESampler(seed=0)
-    plain.share_costs = False  # the costs not kept on the study: nor is the survey
-    assert attach_cost(plain, build, fixed, study=study) and plain.cost.builds == 6
+    assert again.seconds_each > 0
+    edited = lambda hp: build(hp, default_units=48)  # noqa: E731
+    assert start(edited, share=False).builds == 6 and kept() == survey  # costs not kept on the study: nor is this
+    assert start(edited).builds == 6 and kept()["key"] != survey["key"]
