@@ -261,6 +261,8 @@ class ModelCost:
         builder that kept that cost would go unseen: its costs cached on the study would be stale as well). A
         survey in which a build failed (perhaps for a passing reason: memory) is not offered to keep."""
         self.relevant, self.floor, self.survey = None, None, None
+        self.cache.clear()  # the keys change with `relevant`; the survey measures from nothing
+        self.unshared.clear()
         start = (self.builds, self.build_seconds)
         base = self.base = self({})
         defaults_seconds = self.build_seconds - start[1]

@@ -439,7 +439,8 @@ def test_the_floor_is_the_cheapest_choice_and_none_when_the_cheapest_lies_inside
     assert cost.floor is None
 
 
-def test_a_worker_start_takes_the_survey_its_study_keeps_after_one_build(tmp_path: Path) -> None:
+def test_a_worker_start_takes_the_survey_its_study_keeps_after_one_build(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Which hyperparameters change the cost and the space's floor live on the study: a recycled worker checks them
     with the defaults' model alone; a builder whose defaults cost otherwise (edited) is surveyed anew, and a survey
     in which a build failed is not kept."""
@@ -456,7 +457,7 @@ def test_a_worker_start_takes_the_survey_its_study_keeps_after_one_build(tmp_pat
     fixed = {"epochs": 1, "batch_size": 128, "patience": 3, "lr_factor": 0.2, "lr_patience": 2}  # the model's left
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
 
-    def kept() -> dict:
+    def kept() -> dict | None:
         return study_storage(study).get_study_system_attrs(study_id(study)).get(COST_SURVEY_ATTR)
 
     def start(builder, share: bool = True) -> ModelCost:
@@ -473,7 +474,15 @@ def test_a_worker_start_takes_the_survey_its_study_keeps_after_one_build(tmp_pat
     assert survey["relevant"] == ["units"] and survey["floor"] == first.floor
     again = start(build)
     assert again.builds == 1 and again.relevant == first.relevant and again.floor == first.floor
-    assert again.seconds_each > 0
+    assert again.seconds_each == pytest.approx(again.build_seconds * survey["seconds_per_defaults"])
+    assert start(build, share=False).builds == 6  # costs not kept on the study: nor is the survey read
     edited = lambda hp: build(hp, default_units=48)  # noqa: E731
-    assert start(edited, share=False).builds == 6 and kept() == survey  # costs not kept on the study: nor is this
+    assert start(edited, share=False).builds == 6 and kept() == survey  # ... or written
+    study_storage(study).set_study_system_attr(study_id(study), COST_SURVEY_ATTR,
+                                               {**survey, "seconds_per_defaults": 1e6})
+    assert not attach_cost(CostAwareTPESampler(seed=0), build, fixed, study=study)  # the space builds too slowly
+    study_storage(study).set_study_system_attr(study_id(study), COST_SURVEY_ATTR, survey)
+    monkeypatch.setattr("hpsearch.search.cost.COST_VERSION", -1)  # counted otherwise: surveyed anew
+    assert start(build).builds == 6
+    monkeypatch.undo()
     assert start(edited).builds == 6 and kept()["key"] != survey["key"]
