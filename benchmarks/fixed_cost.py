@@ -101,8 +101,8 @@ def time_builds(rounds: int, candidates: int = 24) -> None:
 
     build(values_hyperparameters(draw()))  # the first build pays for imports and tracing
     gc.collect()
-    print(f"| round | start-up heap frozen | objects a full collection walks | build {candidates} models, s | count their "
-          "cost, s | collection after the builds, s | `clear_session`, s | collection after a trial, s |")
+    print(f"| round | start-up heap frozen | objects a full collection walks | build {candidates} models, s | "
+          "count their cost, s | collection after the builds, s | `clear_session`, s | collection after a trial, s |")
     print("|---|---|---|---|---|---|---|---|")
     for n in range(1, rounds + 1):
         for frozen in ((False, True) if n % 2 else (True, False)):
