@@ -21,7 +21,8 @@ Run:  .venv/bin/python benchmarks/fixed_cost.py [LABEL=GLOB ...]
       (instead: the cost-aware sampler's seconds and model builds per trial in a search of the race's CNN space
       whose trials train nothing (a made-up score of the configuration), its worker process replaced every
       `--recycle` trials as `hpsearch worker` does: every candidate built, the measured costs kept on the study,
-      and kept with the candidates that cannot win left unbuilt; the same configurations drawn, or not)
+      kept with the candidates that cannot win left unbuilt, and that with the survey of the space kept on the study
+      too; the same configurations drawn, or not)
 Prints a Markdown table.
 """
 
