@@ -21,6 +21,8 @@ Methods:
   hpsearch-timed  (extra) `--cost-aware` with `time_aware=true`: the cost's weight cools to 0 at the deadline and
                   candidates predicted to end after it are not drawn
   hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
+  hpsearch-b64    (extra) hpsearch-cost with `--batch-size 64`: twice the steps in each of the few epochs
+  hpsearch-bs     (extra) hpsearch-cost with `--search-training batch_size`: the batch size searched (32-256)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -61,7 +63,10 @@ EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1"], "hpsearch-2w": ["--workers", "
                "hpsearch-uni": ["--sampler-option", "multivariate=false"],
                "hpsearch-cost": ["--cost-aware", "--sampler-option", "time_aware=false"],
                "hpsearch-timed": ["--cost-aware", "--sampler-option", "time_aware=true"],
-               "hpsearch-nocost": ["--no-cost-aware"]}
+               "hpsearch-nocost": ["--no-cost-aware"],
+               "hpsearch-b64": ["--cost-aware", "--sampler-option", "time_aware=false", "--batch-size", "64"],
+               "hpsearch-bs": ["--cost-aware", "--sampler-option", "time_aware=false",
+                               "--search-training", "batch_size"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
@@ -290,7 +295,8 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "kt-random": "tab:orange",
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
-           "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson"}
+           "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson",
+           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:
