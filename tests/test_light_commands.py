@@ -91,3 +91,26 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.Monkey
                                 "and please report it)"]
     with pytest.raises(RuntimeError, match="lost at"):
         main(["studies", "--debug", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+
+
+def test_trials_says_why_each_failed_trial_failed(tmp_path: Path) -> None:
+    """README points at `trials --state fail` for a failed trial's reason: the table shows it, shortened to its
+    first line, and says what a failed trial without a recorded reason means."""
+    url = f"sqlite:///{tmp_path / 'failed.db'}"
+    study = optuna.create_study(study_name="failed", storage=url, direction="maximize")
+    dist = optuna.distributions.IntDistribution(2, 8)
+    reason = "builder error: ValueError: filters must be even, got 3\n  (the traceback is in fail_traceback)"
+    study.add_trial(optuna.trial.create_trial(params={"filters": 3}, distributions={"filters": dist},
+                                              state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": reason}))
+    study.add_trial(optuna.trial.create_trial(params={"filters": 5}, distributions={"filters": dist},
+                                              state=optuna.trial.TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(params={"filters": 4}, distributions={"filters": dist}, value=0.9))
+    failed = run_cli("trials", "--study", "failed", "--storage", url, "--sort", "number", "--state", "fail",
+                     env={"COLUMNS": "300"})
+    assert failed.returncode == 0, failed.stderr[-2000:]
+    lines = [line for line in failed.stdout.splitlines() if line.strip().startswith(("│ 0", "│ 1", "┃"))]
+    assert "why failed" in lines[0]
+    assert "filters must be even, got 3" in lines[1] and "traceback" not in lines[1]
+    assert "stopped before it ended" in lines[2]
+    complete = run_cli("trials", "--study", "failed", "--storage", url, env={"COLUMNS": "300"})
+    assert complete.returncode == 0 and "0.9000" in complete.stdout and "why failed" not in complete.stdout

@@ -20,9 +20,22 @@ from hpsearch.cli._common import (
 if TYPE_CHECKING:
     from hpsearch.cli._common import Subparsers
 
+FAIL_REASON_WIDTH = 120  # characters of a failed trial's reason in `trials`' table (JSON and `best` give it whole)
+
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _fail_reason(row: Any) -> str:
+    """A failed trial's recorded reason (its first line, shortened), or what a failed trial without one means."""
+    if row.state != "FAIL":
+        return ""
+    reason = row.user_attrs.get("fail_reason")
+    if not reason:
+        return "stopped before it ended (Ctrl-C, the time budget, or its worker killed)"
+    first = str(reason).splitlines()[0]
+    return first if len(first) <= FAIL_REASON_WIDTH else first[:FAIL_REASON_WIDTH - 3] + "..."
 
 
 # -------------------------------------------------------------------------------------------------------- best
@@ -119,15 +132,18 @@ def cmd_trials(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
+    # Why a trial failed, when one did: the reason its worker recorded (a stopped or killed trial has none).
+    reasons = any(r.state == "FAIL" for r in rows)
     table = Table(title=f"study {args.study}: {len(rows)} trial(s) by {args.sort}", title_justify="left")
-    for column in ("trial", "state", "value", *others, "test acc", "seconds", *names):
-        table.add_column(column)
+    for column in ("trial", "state", "value", *others, "test acc", "seconds", *names, *(["why failed"] * reasons)):
+        table.add_column(column, overflow="fold" if column == "why failed" else "ellipsis")
     for r in rows:
         test = r.user_attrs.get("test_accuracy")
+        why = [_fail_reason(r)] if reasons else []
         table.add_row(str(r.trial), r.state.lower(), f"{r.value:.4f}" if r.value is not None else "-",
                       *(_short(v) if v is not None else "-" for v in extra(r)),
                       f"{test:.4f}" if test is not None else "-", f"{r.duration:.0f}" if r.duration else "-",
-                      *(_short(r.params.get(n, "")) for n in names))
+                      *(_short(r.params.get(n, "")) for n in names), *why)
     print_output(table, args.format)
     return 0
 
