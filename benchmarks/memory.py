@@ -49,7 +49,8 @@ def run(recycle: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     url = f"sqlite:///{tmp / f'memory-{recycle}.db'}"
     cmd = [str(Path(sys.executable).parent / "hpsearch"), "run", "--study", "memory", "--model", "resnet4",
-           "--dataset", "mnist", "--data-dir", args.data_dir, "--train-size", str(args.train_size), "--epochs",
+           "--dataset", "mnist", "--data-dir", str(Path(args.data_dir).resolve()),  # the run's cwd is a temp dir
+           "--train-size", str(args.train_size), "--epochs",
            str(args.epochs), "--pruner", "none", "--trials", str(args.trials), "--workers", "1", "--recycle",
            str(recycle), "--storage", url, "--quiet"]
     samples: list[tuple[float, float]] = []
