@@ -33,7 +33,7 @@ def _fail_reason(row: Any) -> str:
         return ""
     reason = row.user_attrs.get("fail_reason")
     if not reason:
-        return "stopped before it ended (Ctrl-C, the time budget, or its worker killed)"
+        return "stopped before it ended (Ctrl-C, a stop signal, or its worker killed)"
     first = str(reason).splitlines()[0]
     return first if len(first) <= FAIL_REASON_WIDTH else first[:FAIL_REASON_WIDTH - 3] + "..."
 
