@@ -94,23 +94,35 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.Monkey
 
 
 def test_trials_says_why_each_failed_trial_failed(tmp_path: Path) -> None:
-    """README points at `trials --state fail` for a failed trial's reason: the table shows it, shortened to its
-    first line, and says what a failed trial without a recorded reason means."""
+    """README points at `trials --state fail` for a failed trial's reason: the table shows its first line, cut to
+    FAIL_REASON_WIDTH, the CSV its whole first line, and both say what a failed trial without a reason means."""
+    from hpsearch.cli.results import FAIL_REASON_WIDTH
+
     url = f"sqlite:///{tmp_path / 'failed.db'}"
     study = optuna.create_study(study_name="failed", storage=url, direction="maximize")
     dist = optuna.distributions.IntDistribution(2, 8)
-    reason = "builder error: ValueError: filters must be even, got 3\n  (the traceback is in fail_traceback)"
-    study.add_trial(optuna.trial.create_trial(params={"filters": 3}, distributions={"filters": dist},
-                                              state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": reason}))
-    study.add_trial(optuna.trial.create_trial(params={"filters": 5}, distributions={"filters": dist},
-                                              state=optuna.trial.TrialState.FAIL))
+    long = "builder error: ValueError: " + "x" * (2 * FAIL_REASON_WIDTH) + " LAST-WORDS"
+    reasons = [
+        "builder error: ValueError: filters must be even, got 3\n  SECOND-LINE: the traceback is in fail_traceback",
+        long, None]
+    for n, reason in enumerate(reasons):
+        study.add_trial(optuna.trial.create_trial(
+            params={"filters": 3 + n}, distributions={"filters": dist}, state=optuna.trial.TrialState.FAIL,
+            user_attrs={"fail_reason": reason} if reason else {}))
     study.add_trial(optuna.trial.create_trial(params={"filters": 4}, distributions={"filters": dist}, value=0.9))
-    failed = run_cli("trials", "--study", "failed", "--storage", url, "--sort", "number", "--state", "fail",
-                     env={"COLUMNS": "300"})
+    env = {"COLUMNS": "400", "PYTHONIOENCODING": "utf-8"}
+    failed = run_cli("trials", "--study", "failed", "--storage", url, "--sort", "number", "--state", "fail", env=env)
     assert failed.returncode == 0, failed.stderr[-2000:]
-    lines = [line for line in failed.stdout.splitlines() if line.strip().startswith(("│ 0", "│ 1", "┃"))]
-    assert "why failed" in lines[0]
-    assert "filters must be even, got 3" in lines[1] and "traceback" not in lines[1]
-    assert "stopped before it ended" in lines[2]
-    complete = run_cli("trials", "--study", "failed", "--storage", url, env={"COLUMNS": "300"})
+    rows = {line.split()[1]: line for line in failed.stdout.splitlines() if line.split()[1:3] in (
+        [str(n), "│"] for n in range(3))}
+    assert "why failed" in failed.stdout and set(rows) == {"0", "1", "2"}, failed.stdout
+    assert "filters must be even, got 3" in rows["0"] and "SECOND-LINE" not in failed.stdout
+    assert "..." in rows["1"] and "LAST-WORDS" not in failed.stdout
+    assert "stopped before it ended" in rows["2"]
+    complete = run_cli("trials", "--study", "failed", "--storage", url, env=env)
     assert complete.returncode == 0 and "0.9000" in complete.stdout and "why failed" not in complete.stdout
+    csv = run_cli("trials", "--study", "failed", "--storage", url, "--sort", "number", "--state", "fail",
+                  "--format", "csv")
+    lines = csv.stdout.splitlines()
+    assert "fail_reason" in lines[0].split(",") and len(lines) == 4, csv.stdout
+    assert "got 3" in lines[1] and "LAST-WORDS" in lines[2] and "stopped before it ended" in lines[3]

@@ -20,22 +20,22 @@ from hpsearch.cli._common import (
 if TYPE_CHECKING:
     from hpsearch.cli._common import Subparsers
 
-FAIL_REASON_WIDTH = 120  # characters of a failed trial's reason in `trials`' table (JSON and `best` give it whole)
+FAIL_REASON_WIDTH = 120  # characters of a failed trial's reason in `trials`' table (`--format json` gives it whole)
 
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _fail_reason(row: Any) -> str:
-    """A failed trial's recorded reason (its first line, shortened), or what a failed trial without one means."""
+def _fail_reason(row: Any, width: int | None = FAIL_REASON_WIDTH) -> str:
+    """A failed trial's recorded reason (its first line, cut to `width`), or what a failed trial without one means."""
     if row.state != "FAIL":
         return ""
-    reason = row.user_attrs.get("fail_reason")
-    if not reason:
+    lines = [line.strip() for line in str(row.user_attrs.get("fail_reason") or "").splitlines() if line.strip()]
+    if not lines:
         return "stopped before it ended (Ctrl-C, a stop signal, or its worker killed)"
-    first = str(reason).splitlines()[0]
-    return first if len(first) <= FAIL_REASON_WIDTH else first[:FAIL_REASON_WIDTH - 3] + "..."
+    first = lines[0]
+    return first if width is None or len(first) <= width else first[:width - 3] + "..."
 
 
 # -------------------------------------------------------------------------------------------------------- best
@@ -125,9 +125,9 @@ def cmd_trials(args: argparse.Namespace) -> int:
         return 0
     names = list(dict.fromkeys(k for r in rows for k in r.params))
     if args.format == "csv":
-        lines = [["trial", "state", "value", *others, "duration_seconds", "test_accuracy", *names]]
+        lines = [["trial", "state", "value", *others, "duration_seconds", "test_accuracy", "fail_reason", *names]]
         lines += ([r.trial, r.state, r.value, *extra(r), r.duration, r.user_attrs.get("test_accuracy"),
-                   *(r.params.get(n, "") for n in names)] for r in rows)
+                   _fail_reason(r, None), *(r.params.get(n, "") for n in names)] for r in rows)
         print_output(lines, args.format)
         return 0
     from rich.table import Table
