@@ -135,8 +135,10 @@ def cmd_trials(args: argparse.Namespace) -> int:
     # Why a trial failed, when one did: the reason its worker recorded (a stopped or killed trial has none).
     reasons = any(r.state == "FAIL" for r in rows)
     table = Table(title=f"study {args.study}: {len(rows)} trial(s) by {args.sort}", title_justify="left")
-    for column in ("trial", "state", "value", *others, "test acc", "seconds", *names, *(["why failed"] * reasons)):
-        table.add_column(column, overflow="fold" if column == "why failed" else "ellipsis")
+    for column in ("trial", "state", "value", *others, "test acc", "seconds", *names):
+        table.add_column(column)
+    if reasons:
+        table.add_column("why failed", overflow="fold")
     for r in rows:
         test = r.user_attrs.get("test_accuracy")
         why = [_fail_reason(r)] if reasons else []
