@@ -113,8 +113,8 @@ def test_trials_says_why_each_failed_trial_failed(tmp_path: Path) -> None:
     env = {"COLUMNS": "400", "PYTHONIOENCODING": "utf-8"}
     failed = run_cli("trials", "--study", "failed", "--storage", url, "--sort", "number", "--state", "fail", env=env)
     assert failed.returncode == 0, failed.stderr[-2000:]
-    rows = {line.split()[1]: line for line in failed.stdout.splitlines() if line.split()[1:3] in (
-        [str(n), "│"] for n in range(3))}
+    cells = [line.split() for line in failed.stdout.splitlines()]
+    rows = {c[1]: " ".join(c) for c in cells if c[1:3] in (["0", "│"], ["1", "│"], ["2", "│"])}  # "│ 0 │ fail │ ..."
     assert "why failed" in failed.stdout and set(rows) == {"0", "1", "2"}, failed.stdout
     assert "filters must be even, got 3" in rows["0"] and "SECOND-LINE" not in failed.stdout
     assert "..." in rows["1"] and "LAST-WORDS" not in failed.stdout
