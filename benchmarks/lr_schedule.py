@@ -1,19 +1,33 @@
-"""What a 3-epoch trial reaches with the published training and with its learning rate decayed over the epoch budget.
+"""What a 3-epoch trial reaches with the published training, with its learning rate decayed over the epoch budget, or
+raised to a higher peak after a warm-up.
 
 The lever the "98.5% in 10 minutes" goal names (BENCHMARKS.md): at 3 epochs on 10,800 MNIST images the search's best
 configurations stop near 98%, whatever the method. Each row trains one configuration of the CNN space from the same
-seed twice through `fit_and_evaluate` (what a trial runs: precise BatchNorm, early stopping, ReduceLROnPlateau):
+seed once per arm through `fit_and_evaluate` (what a trial runs: precise BatchNorm, early stopping,
+ReduceLROnPlateau):
 
   published  the trial's callbacks alone: the builder's learning rate until a plateau lowers it
   cosine     the same, with the learning rate set before every batch to the builder's rate times
              (1 + cos(pi x step / steps)) / 2 over the whole epoch budget (steps = epochs x batches per epoch), so it
              reaches 0 at the last step (a plateau's cut is overwritten by the next batch)
+  xK         the published training at K times the configuration's rate, no warm-up (`--peak 3` gives x3): does
+             a higher rate alone help? (The search draws the rate itself, so only what a warm-up adds is a lever.)
+  warmup-xK  the rate raised linearly from the configuration's rate / 10 to K times it over the first epoch's
+             batches, then left to the published callbacks (a plateau lowers it as before)
+  onecycle-xK  what `--set lr_peak=K` trains (`TrainingConfig.lr_peak`, search/training.py `OneCycle`): a warm-up
+             over the first third of the steps (at 3 epochs, the first epoch's), then a cosine fall from K times the
+             rate back to the configuration's rate over the rest (one cycle that ends where the published training
+             starts, not at 0), in place of ReduceLROnPlateau
+
+`--schedules` chooses the arms (default: published, xK, warmup-xK, onecycle-xK). A configuration is
+filters_1/filters_2/units[/optimizer/learning_rate]; without the last two, Adam at 1e-3 (the builder's defaults).
 
 Reported: best validation accuracy over the epochs (what a trial reports) and the test accuracy of the restored
-weights, medians and ranges over the seeds. Nothing else runs in between; the two arms of a seed run back to back.
+weights, medians and ranges over the seeds. Nothing else runs in between; the arms of a seed run back to back.
 
 Run: .venv/bin/python benchmarks/lr_schedule.py [--data-dir ../shared/datasets/mnist] [--train-size 12000]
-     [--epochs 3] [--seeds 0,1,2] [--configs 128/192/256,32/64/128]
+     [--epochs 3] [--seeds 0,1,2] [--configs 128/192/256,32/64/128,64/32/384/adam/0.0017] [--peak 3]
+     [--schedules published,cosine,x3,warmup-x3,onecycle-x3]
 Prints Markdown.
 """
 
@@ -54,8 +68,44 @@ def cosine_decay(epochs: int, steps_per_epoch: int) -> Any:
     return CosineOverBudget()
 
 
-def train(config: tuple[int, int, int], data: Any, epochs: int, seed: int, schedule: str) -> tuple[float, float]:
-    """(best validation accuracy, test accuracy) of one configuration trained `epochs` epochs."""
+def warm_up(steps_per_epoch: int, peak: float) -> Any:
+    """A Keras callback raising the learning rate linearly from a tenth of its starting value to `peak` times it
+    over the first epoch's batches; after them the rate is left to the other callbacks."""
+    import keras
+
+    class WarmUp(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.base = 0.0
+            self.step = 0
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            rise = max(1, steps_per_epoch)
+            if self.step < rise:
+                start = self.base / 10
+                self.model.optimizer.learning_rate.assign(start + (self.base * peak - start) * self.step / rise)
+            self.step += 1
+
+    return WarmUp()
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    """filters_1/filters_2/units[/optimizer/learning_rate] -> the builder's values."""
+    parts = text.split("/")
+    values: dict[str, Any] = {"filters_1": int(parts[0]), "filters_2": int(parts[1]), "units": int(parts[2])}
+    if len(parts) == 5:
+        values.update(optimizer=parts[3], learning_rate=float(parts[4]))
+    elif len(parts) != 3:
+        raise SystemExit(f"--configs: {text!r} is not filters_1/filters_2/units[/optimizer/learning_rate]")
+    return values
+
+
+def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: str) -> tuple[float, float]:
+    """(best validation accuracy, test accuracy) of one configuration trained `epochs` epochs under `schedule`
+    (published, cosine, xK, warmup-xK or onecycle-xK)."""
     import keras
 
     from hpsearch.models import TrainingConfig, get_builder
@@ -64,14 +114,38 @@ def train(config: tuple[int, int, int], data: Any, epochs: int, seed: int, sched
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    filters_1, filters_2, units = config
-    hp = values_hyperparameters({"filters_1": filters_1, "filters_2": filters_2, "units": units})
-    model = get_builder("cnn", data.input_shape, data.num_classes)(hp)
-    training = TrainingConfig(batch_size=128, epochs=epochs)
+    values = dict(config)
+    kind, peak = parse_schedule(schedule)
+    if kind == "x":
+        values["learning_rate"] = values.get("learning_rate", 1e-3) * peak
+    model = get_builder("cnn", data.input_shape, data.num_classes)(values_hyperparameters(values))
+    training = TrainingConfig(batch_size=128, epochs=epochs, lr_peak=peak if kind == "onecycle" else 1.0)
     steps = math.ceil(len(data.x_train) / training.batch_size)
-    callbacks = [cosine_decay(epochs, steps)] if schedule == "cosine" else []
+    callbacks: list[Any] = []
+    if kind == "cosine":
+        callbacks = [cosine_decay(epochs, steps)]
+    elif kind == "warmup":
+        callbacks = [warm_up(steps, peak)]
     result = fit_and_evaluate(model, data, training, callbacks=callbacks)
     return result.val_accuracy, result.test_accuracy
+
+
+def parse_schedule(schedule: str) -> tuple[str, float]:
+    """An arm's name -> (kind, peak factor): published / cosine (factor 1), or x / warmup / onecycle with K."""
+    if schedule in ("published", "cosine"):
+        return schedule, 1.0
+    kind, _, factor = schedule.rpartition("x")
+    try:
+        if kind in ("", "warmup-", "onecycle-") and float(factor) > 0:
+            return kind.rstrip("-") or "x", float(factor)
+    except ValueError:
+        pass
+    raise SystemExit(f"--schedules: {schedule!r} is not published, cosine, xK, warmup-xK or onecycle-xK (K > 0)")
+
+
+def describe(config: dict[str, Any]) -> str:
+    shape = f"{config['filters_1']}/{config['filters_2']}/{config['units']}"
+    return f"{shape}, {config.get('optimizer', 'adam')}, {config.get('learning_rate', 1e-3):.2g}"
 
 
 def cell(values: list[float]) -> str:
@@ -86,29 +160,38 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--configs", default="128/192/256,32/64/128",
-                        help="filters_1/filters_2/units, comma-separated (the first is the published one)")
+                        help="filters_1/filters_2/units[/optimizer/learning_rate], comma-separated")
+    parser.add_argument("--peak", type=float, default=3.0, help="K of the xK, warmup-xK and onecycle-xK arms")
+    parser.add_argument("--schedules", default=None,
+                        help="comma-separated arms (default: published,xK,warmup-xK,onecycle-xK)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from hpsearch.datasets import load_dataset
 
     data = load_dataset(args.dataset, args.data_dir, args.train_size, 0.1, 0)
     seeds = [int(s) for s in args.seeds.split(",")]
-    configs = [tuple(int(v) for v in c.split("/")) for c in args.configs.split(",")]
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    k = f"{args.peak:g}"
+    schedules = (args.schedules.split(",") if args.schedules
+                 else ["published", f"x{k}", f"warmup-x{k}", f"onecycle-x{k}"])
+    for schedule in schedules:
+        parse_schedule(schedule)
     print(f"{args.dataset}, {len(data.x_train)} training / {len(data.x_val)} validation / {len(data.x_test)} test "
           f"images, {args.epochs} epochs, batch 128, seeds {args.seeds}; load average at start "
           f"{os.getloadavg()[0]:.2f}\n")
-    print("| configuration (filters_1 / filters_2 / units) | learning rate | best validation | test | seconds a run |")
+    print("| configuration (filters_1 / filters_2 / units, optimizer, rate) | learning rate | best validation | test "
+          "| seconds a run |")
     print("|---|---|---|---|---|")
     start = time.perf_counter()
     for config in configs:
-        results: dict[str, list[tuple[float, float, float]]] = {"published": [], "cosine": []}
+        results: dict[str, list[tuple[float, float, float]]] = {schedule: [] for schedule in schedules}
         for seed in seeds:
             for schedule in results:
                 t0 = time.perf_counter()
                 val, test = train(config, data, args.epochs, seed, schedule)
                 results[schedule].append((val, test, time.perf_counter() - t0))
         for schedule, rows in results.items():
-            print(f"| {'/'.join(map(str, config))} | {schedule} | {cell([r[0] for r in rows])} | "
+            print(f"| {describe(config)} | {schedule} | {cell([r[0] for r in rows])} | "
                   f"{cell([r[1] for r in rows])} | {statistics.median(r[2] for r in rows):.0f} |", flush=True)
     print(f"\nTotal {time.perf_counter() - start:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
 

@@ -23,6 +23,8 @@ Methods:
   hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
   hpsearch-b64    (extra) hpsearch-cost with `--batch-size 64`: twice the steps in each of the few epochs
   hpsearch-bs     (extra) hpsearch-cost with `--search-training batch_size`: the batch size searched (32-256)
+  hpsearch-1cycle (extra) hpsearch-cost with `--set lr_peak=3`: one learning-rate cycle a trial, a warm-up to 3
+                  times the sampled rate over the first third of the steps, then a fall back to it
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -65,6 +67,7 @@ EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1"], "hpsearch-2w": ["--workers", "
                "hpsearch-timed": ["--cost-aware", "--sampler-option", "time_aware=true"],
                "hpsearch-nocost": ["--no-cost-aware"],
                "hpsearch-b64": ["--cost-aware", "--sampler-option", "time_aware=false", "--batch-size", "64"],
+               "hpsearch-1cycle": ["--cost-aware", "--sampler-option", "time_aware=false", "--set", "lr_peak=3"],
                "hpsearch-bs": ["--cost-aware", "--sampler-option", "time_aware=false",
                                "--search-training", "batch_size"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
@@ -145,7 +148,7 @@ def child_optuna(args: argparse.Namespace) -> None:
 
     data = _data(args)
     log = EventLog(Path(args.events))
-    config = type("Config", (), {"patience": 3, "lr_factor": 0.2, "lr_patience": 2})()
+    config = type("Config", (), {"patience": 3, "lr_factor": 0.2, "lr_patience": 2, "lr_peak": 1.0})()
 
     class Pruning(keras.callbacks.Callback):
         def __init__(self, trial: optuna.trial.Trial) -> None:
@@ -296,7 +299,7 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
            "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson",
-           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue"}
+           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "darkorange"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:

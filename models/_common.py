@@ -11,6 +11,7 @@ from hpsearch.models.training_params import (  # noqa: F401  (re-exported: build
     EPOCHS_RANGE,
     LR_FACTOR_RANGE,
     LR_PATIENCE_RANGE,
+    LR_PEAK_RANGE,
     PATIENCE_RANGE,
     TRAINING_PARAMS,
     TrainingConfig,

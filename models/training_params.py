@@ -14,10 +14,11 @@ EPOCHS_RANGE = (1, 100)
 PATIENCE_RANGE = (1, 10)
 LR_FACTOR_RANGE = (0.1, 0.5)
 LR_PATIENCE_RANGE = (1, 5)
+LR_PEAK_RANGE = (1.0, 5.0)
 
 # Names of the hyperparameters that shape training rather than the network. A study fixes them from its
 # spec unless told to search them.
-TRAINING_PARAMS = ("batch_size", "epochs", "patience", "lr_factor", "lr_patience")
+TRAINING_PARAMS = ("batch_size", "epochs", "patience", "lr_factor", "lr_patience", "lr_peak")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class TrainingConfig:
     patience: int = 3
     lr_factor: float = 0.2
     lr_patience: int = 2
+    # One learning-rate cycle over the fit when above 1 (search/training.py `OneCycle`, in place of
+    # ReduceLROnPlateau): a warm-up to lr_peak times the optimizer's rate, then a fall back to it. 1: the published
+    # training (the rate until a plateau lowers it).
+    lr_peak: float = 1.0
 
 
 def training_config(hp: keras_tuner.HyperParameters) -> TrainingConfig:
@@ -38,4 +43,5 @@ def training_config(hp: keras_tuner.HyperParameters) -> TrainingConfig:
         patience=hp.Int("patience", *PATIENCE_RANGE, default=default.patience),
         lr_factor=hp.Float("lr_factor", *LR_FACTOR_RANGE, step=0.1, default=default.lr_factor),
         lr_patience=hp.Int("lr_patience", *LR_PATIENCE_RANGE, default=default.lr_patience),
+        lr_peak=hp.Float("lr_peak", *LR_PEAK_RANGE, step=0.5, default=default.lr_peak),
     )

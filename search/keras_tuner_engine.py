@@ -67,10 +67,18 @@ def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path,
                                   tune_new_entries=True, seed=spec.seed, directory=str(directory),
                                   project_name=spec.study, overwrite=overwrite, max_consecutive_failed_trials=3)
     if kind == "hyperband":
-        return keras_tuner.Hyperband(max_epochs=spec.epochs, factor=3, **common)
-    if kind == "bayesian":
-        return keras_tuner.BayesianOptimization(max_trials=spec.trials, **common)
-    return keras_tuner.RandomSearch(max_trials=spec.trials, **common)
+        tuner = keras_tuner.Hyperband(max_epochs=spec.epochs, factor=3, **common)
+    elif kind == "bayesian":
+        tuner = keras_tuner.BayesianOptimization(max_trials=spec.trials, **common)
+    else:
+        tuner = keras_tuner.RandomSearch(max_trials=spec.trials, **common)
+    # A project saved before a training hyperparameter existed reloads the space it saved, in which the new one is
+    # missing: with `tune_new_entries` its trials would search it instead of holding it at the study's value.
+    saved = tuner.oracle.hyperparameters
+    for name, value in spec.fixed_values().items():
+        if name not in saved.values and not (kind == "hyperband" and name == "epochs"):
+            saved.Fixed(name, value)
+    return tuner
 
 
 def tune(kind: str, spec: StudySpec, directory: str | Path, overwrite: bool = False, verbose: int = 1

@@ -30,7 +30,7 @@ DRY_RUN_IMAGES = 16
 # Training values are not searched from the builder's ranges: any positive value is a valid choice.
 _TRAINING_RULES: dict[str, tuple[type, float, float]] = {
     "epochs": (int, 1, 10_000), "batch_size": (int, 1, 1_000_000), "patience": (int, 0, 10_000),
-    "lr_patience": (int, 0, 10_000), "lr_factor": (float, 1e-6, 0.999999),
+    "lr_patience": (int, 0, 10_000), "lr_factor": (float, 1e-6, 0.999999), "lr_peak": (float, 1.0, 100.0),
 }
 
 
@@ -191,6 +191,12 @@ def _dry_run(spec: StudySpec, builder: Any, data: Dataset) -> None:
     except Exception as exc:
         raise UsageError(f"the {spec.model} builder fails with the fixed values {spec.fixed}: "
                          f"{type(exc).__name__}: {exc}") from None
+    optimizer = getattr(model, "optimizer", None)
+    cycled = "lr_peak" in spec.search_training or float(spec.fixed_values().get("lr_peak", 1.0)) > 1
+    if cycled and optimizer is not None and not hasattr(optimizer.learning_rate, "assign"):
+        from hpsearch.search.training import SCHEDULED_RATE
+
+        raise UsageError(SCHEDULED_RATE)
     import numpy as np
 
     n = min(DRY_RUN_IMAGES, len(data.x_train), len(data.x_val))

@@ -100,16 +100,73 @@ def metric_mode(metric: str) -> str:
     return "min" if "loss" in metric or "error" in metric else "max"
 
 
+SCHEDULED_RATE = ("lr_peak above 1 needs an optimizer with a plain learning rate, and this builder's optimizer has "
+                  "a schedule of its own; set lr_peak=1 or compile with a number")
+
+
+class OneCycle(keras.callbacks.Callback):
+    """One learning-rate cycle over the fit: from a tenth of the optimizer's rate up to `peak` times it, linearly
+    over the first third of the steps the fit runs, then a cosine fall back to the rate by the fit's end (after
+    Smith's one-cycle policy, ending at the rate rather than near 0: a fall to 0 lost on 3-epoch trials, BENCHMARKS.md
+    "A learning rate decayed over 3 epochs"). It sets the rate before every batch, so it replaces ReduceLROnPlateau
+    (`standard_callbacks` adds one or the other). A fit that starts at a later epoch (KerasTuner's Hyperband going
+    on with a trial) cycles over the epochs it runs.
+
+    Raises:
+        TrialFailed: the optimizer's learning rate is a schedule of its own (nothing to set).
+    """
+
+    def __init__(self, peak: float) -> None:
+        super().__init__()
+        self.peak = float(peak)
+        self.base = 0.0
+        self.steps = 0  # per epoch
+        self.total = 0  # in the fit
+        self.first_epoch: int | None = None
+        self.epoch = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        rate = self.model.optimizer.learning_rate
+        if not hasattr(rate, "assign"):
+            raise TrialFailed(SCHEDULED_RATE)
+        self.base = float(keras.ops.convert_to_numpy(rate))
+        self.steps = int(self.params.get("steps") or 0)
+        self.first_epoch = None
+        if not self.steps:
+            raise TrialFailed("lr_peak above 1 needs the number of batches an epoch has, and this training data "
+                              "does not tell it (a generator without a length); set lr_peak=1 or give it a length")
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+            self.total = self.steps * max(1, int(self.params.get("epochs") or 1) - epoch)
+        self.epoch = epoch - self.first_epoch
+
+    def rate_at(self, step: int) -> float:
+        """The learning rate before step `step` (0-based) of the fit."""
+        rise = max(1, self.total // 3)
+        low, high = self.base / 10, self.base * self.peak
+        if step < rise:
+            return low + (high - low) * step / rise
+        done = min(1.0, (step - rise) / max(1, self.total - rise))
+        return self.base + (high - self.base) * (1 + math.cos(math.pi * done)) / 2
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.model.optimizer.learning_rate.assign(self.rate_at(self.epoch * self.steps + batch))
+
+
 def standard_callbacks(config: TrainingConfig, monitor: str = "val_accuracy") -> list[keras.callbacks.Callback]:
-    """Early stopping (best weights restored) and ReduceLROnPlateau, as the seed CNN search trained."""
+    """Early stopping (best weights restored) and ReduceLROnPlateau, as the seed CNN search trained; with
+    `lr_peak` above 1, one learning-rate cycle over the fit (`OneCycle`) instead of ReduceLROnPlateau."""
     mode = metric_mode(monitor)
-    return [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,
-                                      restore_best_weights=True),
+    rate: keras.callbacks.Callback = (
+        OneCycle(config.lr_peak) if config.lr_peak > 1 else
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=config.lr_factor,
-                                          patience=config.lr_patience, min_lr=1e-6),
-    ]
+                                          patience=config.lr_patience, min_lr=1e-6))
+    return [keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,
+                                          restore_best_weights=True),
+            rate]
 
 
 def fit_and_evaluate(model: keras.Model, data: Dataset, config: TrainingConfig,

@@ -27,6 +27,7 @@ def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple
     (["--model", "cnn", "--set", "learning_rate=5"], "learning_rate must be a number from 0.0001 to 0.01"),
     (["--model", "cnn", "--set", "batch_size=0", "--set", "epochs=0"], "batch_size must be an integer from 1"),
     (["--model", "cnn", "--set", "epochs=0"], "epochs must be an integer from 1"),
+    (["--model", "cnn", "--set", "lr_peak=0.5"], "lr_peak must be a number from 1 to 100"),
     (["--model", "cnn", "--set", "filters_1=100"], "filters_1 must be an integer from 32 to 256 in steps of 32"),
     (["--model", "resnet4", "--set", "filters=1000"], "filters must be an integer from"),
     (["--model", "resnet4", "--set", "nosuch=1"], "resnet4 has no hyperparameter 'nosuch'; its hyperparameters are:"),

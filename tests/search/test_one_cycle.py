@@ -1,0 +1,152 @@
+"""`lr_peak`: one learning-rate cycle over a fit, measured on the optimizer while real digits train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.datasets import Dataset, load_dataset
+from hpsearch.errors import TrialFailed
+from hpsearch.models import TrainingConfig
+from hpsearch.search.keras_tuner_engine import make_tuner
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.training import OneCycle, fit_and_evaluate
+
+BASE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir: Path) -> Dataset:
+    return load_dataset("mnist", mnist_dir, 1024, 0.1, 0)
+
+
+class RateLog(keras.callbacks.Callback):
+    """The optimizer's learning rate as each batch runs (read after every callback set it for that batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def small_cnn(learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = BASE) -> keras.Model:
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, strides=2)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def fit(digits: Dataset, lr_peak: float, epochs: int = 3) -> list[float]:
+    keras.utils.set_random_seed(0)
+    log = RateLog()
+    config = TrainingConfig(batch_size=64, epochs=epochs, patience=epochs, lr_peak=lr_peak)
+    fit_and_evaluate(small_cnn(), digits, config, callbacks=[log])
+    return log.rates
+
+
+def test_the_rate_rises_to_the_peak_over_the_first_third_then_falls_back(digits: Dataset) -> None:
+    rates = fit(digits, lr_peak=3.0)
+    steps = len(rates)
+    assert steps == 3 * int(np.ceil(len(digits.x_train) / 64))
+    rise = steps // 3
+    assert rates[0] == pytest.approx(BASE / 10, rel=1e-5)
+    assert np.all(np.diff(rates[:rise + 1]) > 0)
+    assert rates[rise] == pytest.approx(3 * BASE, rel=1e-5)
+    assert np.all(np.diff(rates[rise:]) < 0)
+    assert BASE < rates[-1] < BASE * 1.01
+    assert max(rates) == pytest.approx(3 * BASE, rel=1e-5)
+
+
+def test_a_fit_that_goes_on_from_a_later_epoch_cycles_over_the_epochs_it_runs(digits: Dataset) -> None:
+    """KerasTuner's Hyperband trains a kept trial on from the epoch it reached (`initial_epoch`)."""
+    keras.utils.set_random_seed(0)
+    model, log = small_cnn(), RateLog()
+    model.fit(digits.x_train, digits.y_train, batch_size=64, epochs=3, initial_epoch=1, verbose=0,
+              callbacks=[OneCycle(3.0), log])
+    steps = int(np.ceil(len(digits.x_train) / 64))
+    assert len(log.rates) == 2 * steps
+    assert log.rates[0] == pytest.approx(BASE / 10, rel=1e-5)
+    assert max(log.rates) == pytest.approx(3 * BASE, rel=1e-5) == log.rates[2 * steps // 3]
+    assert BASE < log.rates[-1] < BASE * 1.05
+
+
+def test_lr_peak_1_leaves_the_published_training_alone(digits: Dataset) -> None:
+    rates = fit(digits, lr_peak=1.0, epochs=2)
+    assert rates and all(r == pytest.approx(BASE, rel=1e-6) for r in rates)
+
+
+def test_the_cycle_ends_at_the_rate_and_stays_there() -> None:
+    cycle = OneCycle(2.0)
+    cycle.base, cycle.total = 1.0, 90
+    assert [round(cycle.rate_at(s), 4) for s in (0, 15, 30, 60, 90, 200)] == [0.1, 1.05, 2.0, 1.5, 1.0, 1.0]
+
+
+def test_an_optimizer_with_its_own_schedule_fails_the_trial_with_what_to_do(digits: Dataset) -> None:
+    schedule = keras.optimizers.schedules.ExponentialDecay(BASE, decay_steps=10, decay_rate=0.9)
+    config = TrainingConfig(batch_size=64, epochs=1, lr_peak=3.0)
+    with pytest.raises(TrialFailed, match="set lr_peak=1 or compile with a number"):
+        fit_and_evaluate(small_cnn(schedule), digits, config)
+
+
+def test_a_scheduled_optimizer_still_trains_without_the_cycle(digits: Dataset) -> None:
+    schedule = keras.optimizers.schedules.ExponentialDecay(BASE, decay_steps=10, decay_rate=0.9)
+    result = fit_and_evaluate(small_cnn(schedule), digits, TrainingConfig(batch_size=64, epochs=1))
+    assert result.epochs_run == 1 and result.val_accuracy > 0.3
+
+
+SCHEDULED_BUILDER = '''
+import keras
+
+
+def build(hp):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(hp.Int("units", 8, 16, default=8), activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    rate = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.9)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+'''
+
+
+@pytest.mark.parametrize("flags", [["--set", "lr_peak=3"], ["--search-training", "lr_peak"]])
+def test_a_cycle_a_builder_cannot_take_stops_before_the_study_exists(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    builder = tmp_path / "scheduled.py"
+    builder.write_text(SCHEDULED_BUILDER)
+    db = tmp_path / "hp.db"
+    code = main(["run", "--storage", f"sqlite:///{db}", "--study", "s", "--dataset", "mnist-sample", "--trials",
+                 "2", "--epochs", "1", "--workers", "1", "--model", f"{builder}:build", *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "set lr_peak=1 or compile with a number" in err and "Traceback" not in err
+    assert not db.exists() or not optuna.get_all_study_summaries(f"sqlite:///{db}", include_best_trial=False)
+
+
+def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(
+        tmp_path: Path, digits: Dataset) -> None:
+    spec = StudySpec(study="kt", model="cnn", dataset="mnist", trials=1, epochs=1, fixed={"lr_peak": 2.5})
+    make_tuner("random", spec, digits, tmp_path).save()
+    saved = tmp_path / "kt" / "oracle.json"
+    state = json.loads(saved.read_text())
+    space = state["hyperparameters"]
+    space["space"] = [p for p in space["space"] if p["config"]["name"] != "lr_peak"]
+    space["values"].pop("lr_peak")
+    saved.write_text(json.dumps(state))  # what a project saved before lr_peak existed holds
+
+    reloaded = make_tuner("random", spec, digits, tmp_path).oracle.hyperparameters
+    (kept,) = [p for p in reloaded.space if p.name == "lr_peak"]
+    assert type(kept).__name__ == "Fixed" and reloaded.values["lr_peak"] == 2.5
