@@ -39,6 +39,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def cosine_decay(epochs: int, steps_per_epoch: int) -> Any:
-    """A Keras callback decaying the optimizer's learning rate from its value at the start to 0 over the budget."""
+def per_batch_rate(rate: Callable[[float, int], float | None]) -> Any:
+    """A Keras callback setting the optimizer's learning rate before every batch to `rate(base, step)`, where `base`
+    is the rate at the start of the fit and `step` counts the fit's batches from 0; None leaves the rate alone."""
     import keras
 
-    class CosineOverBudget(keras.callbacks.Callback):
+    class PerBatchRate(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.base = 0.0
@@ -60,36 +62,26 @@ def cosine_decay(epochs: int, steps_per_epoch: int) -> Any:
             self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            total = max(1, epochs * steps_per_epoch)
-            self.model.optimizer.learning_rate.assign(
-                self.base * (1 + math.cos(math.pi * min(self.step, total) / total)) / 2)
+            value = rate(self.base, self.step)
+            if value is not None:
+                self.model.optimizer.learning_rate.assign(value)
             self.step += 1
 
-    return CosineOverBudget()
+    return PerBatchRate()
+
+
+def cosine_decay(epochs: int, steps_per_epoch: int) -> Any:
+    """The optimizer's learning rate decayed from its value at the start to 0 over the budget."""
+    total = max(1, epochs * steps_per_epoch)
+    return per_batch_rate(lambda base, step: base * (1 + math.cos(math.pi * min(step, total) / total)) / 2)
 
 
 def warm_up(steps_per_epoch: int, peak: float) -> Any:
-    """A Keras callback raising the learning rate linearly from a tenth of its starting value to `peak` times it
-    over the first epoch's batches; after them the rate is left to the other callbacks."""
-    import keras
-
-    class WarmUp(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.base = 0.0
-            self.step = 0
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            rise = max(1, steps_per_epoch)
-            if self.step < rise:
-                start = self.base / 10
-                self.model.optimizer.learning_rate.assign(start + (self.base * peak - start) * self.step / rise)
-            self.step += 1
-
-    return WarmUp()
+    """The learning rate raised linearly from a tenth of its starting value to `peak` times it over the first
+    epoch's batches; after them the rate is left to the other callbacks."""
+    rise = max(1, steps_per_epoch)
+    return per_batch_rate(lambda base, step: base / 10 + (base * peak - base / 10) * step / rise if step < rise
+                          else None)
 
 
 def parse_config(text: str) -> dict[str, Any]:
