@@ -56,10 +56,10 @@ def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path,
     if kind not in TUNERS:
         raise UnknownNameError("tuner", kind, TUNERS)
     builder = get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)
+    # Hyperband owns the epoch budget
+    fixed = {k: v for k, v in spec.fixed_values().items() if not (kind == "hyperband" and k == "epochs")}
     hp = keras_tuner.HyperParameters()
-    for name, value in spec.fixed_values().items():
-        if kind == "hyperband" and name == "epochs":
-            continue  # Hyperband owns the epoch budget
+    for name, value in fixed.items():
         hp.Fixed(name, value)
     objective = keras_tuner.Objective(spec.metric, direction="max" if metric_mode(spec.metric) == "max" else "min")
     hypermodel = BuilderHyperModel(builder, spec.metric, precise_bn_samples)
@@ -75,8 +75,8 @@ def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path,
     # A project saved before a training hyperparameter existed reloads the space it saved, in which the new one is
     # missing: with `tune_new_entries` its trials would search it instead of holding it at the study's value.
     saved = tuner.oracle.hyperparameters
-    for name, value in spec.fixed_values().items():
-        if name not in saved.values and not (kind == "hyperband" and name == "epochs"):
+    for name, value in fixed.items():
+        if name not in saved.values:
             saved.Fixed(name, value)
     return tuner
 

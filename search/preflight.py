@@ -193,10 +193,11 @@ def _dry_run(spec: StudySpec, builder: Any, data: Dataset) -> None:
                          f"{type(exc).__name__}: {exc}") from None
     optimizer = getattr(model, "optimizer", None)
     cycled = "lr_peak" in spec.search_training or float(spec.fixed_values().get("lr_peak", 1.0)) > 1
-    if cycled and optimizer is not None and not hasattr(optimizer.learning_rate, "assign"):
-        from hpsearch.search.training import SCHEDULED_RATE
+    if cycled and optimizer is not None:
+        from hpsearch.search.training import SCHEDULED_RATE, has_plain_rate
 
-        raise UsageError(SCHEDULED_RATE)
+        if not has_plain_rate(optimizer):
+            raise UsageError(SCHEDULED_RATE)
     import numpy as np
 
     n = min(DRY_RUN_IMAGES, len(data.x_train), len(data.x_val))

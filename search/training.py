@@ -104,6 +104,11 @@ SCHEDULED_RATE = ("lr_peak above 1 needs an optimizer with a plain learning rate
                   "a schedule of its own; set lr_peak=1 or compile with a number")
 
 
+def has_plain_rate(optimizer: keras.optimizers.Optimizer) -> bool:
+    """Whether the optimizer's learning rate is a variable a callback can set (not a schedule of its own)."""
+    return hasattr(optimizer.learning_rate, "assign")
+
+
 class OneCycle(keras.callbacks.Callback):
     """One learning-rate cycle over the fit: from a tenth of the optimizer's rate up to `peak` times it, linearly
     over the first third of the steps the fit runs, then a cosine fall back to the rate by the fit's end (after
@@ -113,7 +118,8 @@ class OneCycle(keras.callbacks.Callback):
     on with a trial) cycles over the epochs it runs.
 
     Raises:
-        TrialFailed: the optimizer's learning rate is a schedule of its own (nothing to set).
+        TrialFailed: the optimizer's learning rate is a schedule of its own (nothing to set), or the training data
+            does not tell how many batches an epoch has.
     """
 
     def __init__(self, peak: float) -> None:
@@ -126,10 +132,9 @@ class OneCycle(keras.callbacks.Callback):
         self.epoch = 0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        rate = self.model.optimizer.learning_rate
-        if not hasattr(rate, "assign"):
+        if not has_plain_rate(self.model.optimizer):
             raise TrialFailed(SCHEDULED_RATE)
-        self.base = float(keras.ops.convert_to_numpy(rate))
+        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.steps = int(self.params.get("steps") or 0)
         self.first_epoch = None
         if not self.steps:
