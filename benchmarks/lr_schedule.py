@@ -90,7 +90,9 @@ def parse_config(text: str) -> dict[str, Any]:
     values: dict[str, Any] = {"filters_1": int(parts[0]), "filters_2": int(parts[1]), "units": int(parts[2])}
     if len(parts) == 5:
         values.update(optimizer=parts[3], learning_rate=float(parts[4]))
-    elif len(parts) != 3:
+    elif len(parts) == 3:
+        values.update(optimizer="adam", learning_rate=1e-3)  # the cnn builder's defaults
+    else:
         raise SystemExit(f"--configs: {text!r} is not filters_1/filters_2/units[/optimizer/learning_rate]")
     return values
 
@@ -109,7 +111,7 @@ def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: s
     values = dict(config)
     kind, peak = parse_schedule(schedule)
     if kind == "x":
-        values["learning_rate"] = values.get("learning_rate", 1e-3) * peak
+        values["learning_rate"] *= peak
     model = get_builder("cnn", data.input_shape, data.num_classes)(values_hyperparameters(values))
     training = TrainingConfig(batch_size=128, epochs=epochs, lr_peak=peak if kind == "onecycle" else 1.0)
     steps = math.ceil(len(data.x_train) / training.batch_size)
@@ -137,7 +139,7 @@ def parse_schedule(schedule: str) -> tuple[str, float]:
 
 def describe(config: dict[str, Any]) -> str:
     shape = f"{config['filters_1']}/{config['filters_2']}/{config['units']}"
-    return f"{shape}, {config.get('optimizer', 'adam')}, {config.get('learning_rate', 1e-3):.2g}"
+    return f"{shape}, {config['optimizer']}, {config['learning_rate']:.2g}"
 
 
 def cell(values: list[float]) -> str:
