@@ -7,10 +7,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import optuna
 import pytest
 
-from hpsearch.cli import main
 from hpsearch.datasets import Dataset, load_dataset
 from hpsearch.errors import TrialFailed
 from hpsearch.models import TrainingConfig
@@ -105,35 +103,6 @@ def test_a_scheduled_optimizer_still_trains_without_the_cycle(digits: Dataset) -
     schedule = keras.optimizers.schedules.ExponentialDecay(BASE, decay_steps=10, decay_rate=0.9)
     result = fit_and_evaluate(small_cnn(schedule), digits, TrainingConfig(batch_size=64, epochs=1))
     assert result.epochs_run == 1 and result.val_accuracy > 0.3
-
-
-SCHEDULED_BUILDER = '''
-import keras
-
-
-def build(hp):
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(hp.Int("units", 8, 16, default=8), activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
-    rate = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.9)
-    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
-'''
-
-
-@pytest.mark.parametrize("flags", [["--set", "lr_peak=3"], ["--search-training", "lr_peak"]])
-def test_a_cycle_a_builder_cannot_take_stops_before_the_study_exists(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
-    builder = tmp_path / "scheduled.py"
-    builder.write_text(SCHEDULED_BUILDER)
-    db = tmp_path / "hp.db"
-    code = main(["run", "--storage", f"sqlite:///{db}", "--study", "s", "--dataset", "mnist-sample", "--trials",
-                 "2", "--epochs", "1", "--workers", "1", "--model", f"{builder}:build", *flags])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "set lr_peak=1 or compile with a number" in err and "Traceback" not in err
-    assert not db.exists() or not optuna.get_all_study_summaries(f"sqlite:///{db}", include_best_trial=False)
 
 
 def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(

@@ -208,3 +208,29 @@ def test_the_dashboard_does_not_create_a_missing_database(tmp_path: Path, capsys
     code = main(["dashboard", "--storage", f"sqlite:///{tmp_path / 'typo.db'}", "--port", "1"])
     assert code == 2 and "no study database at" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+SCHEDULED_BUILDER = '''
+import keras
+
+
+def build(hp):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(hp.Int("units", 8, 16, default=8), activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    rate = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.9)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+'''
+
+
+@pytest.mark.parametrize("flags", [["--set", "lr_peak=3"], ["--search-training", "lr_peak"]])
+def test_a_cycle_a_builder_cannot_take_stops_before_the_study_exists(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    builder = tmp_path / "scheduled.py"
+    builder.write_text(SCHEDULED_BUILDER)
+    code, err = run(tmp_path, capsys, "--model", f"{builder}:build", *flags)
+    assert code == 2, err
+    assert "set lr_peak=1 or compile with a number" in err and "Traceback" not in err
+    assert not (tmp_path / "hp.db").exists() or _no_study(tmp_path / "hp.db")
