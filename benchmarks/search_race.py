@@ -4,7 +4,8 @@ same wall-clock budget, the whole machine to each method in turn.
 Methods:
   hpsearch        `hpsearch run` with its defaults (sampler, pruner, workers); no enqueued configuration; with
                   --timeout the defaults weigh cost since 2026-11-26 (as hpsearch-cost; results recorded before are
-                  hpsearch-nocost); committed `hpsearch` rows all predate cost-aware sampling
+                  hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
+                  cost-aware results recorded before are hpsearch-cost); committed `hpsearch` rows all predate both
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
@@ -17,14 +18,16 @@ Methods:
   hpsearch-s4     (extra) `--sampler-option n_startup_trials=4`: TPE models results after 4 random trials, not 10
   hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
   hpsearch-cost   (extra) `--cost-aware` with `time_aware=false`: the sampler weighs each configuration's cost
-                  (search/cost.py) with a constant weight (the default)
+                  (search/cost.py) with a constant weight (the default); the published training (lr_peak 1), as
+                  every extra below but hpsearch-1cycle
   hpsearch-timed  (extra) `--cost-aware` with `time_aware=true`: the cost's weight cools to 0 at the deadline and
                   candidates predicted to end after it are not drawn
   hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
   hpsearch-b64    (extra) hpsearch-cost with `--batch-size 64`: twice the steps in each of the few epochs
   hpsearch-bs     (extra) hpsearch-cost with `--search-training batch_size`: the batch size searched (32-256)
   hpsearch-1cycle (extra) hpsearch-cost with `--set lr_peak=3`: one learning-rate cycle a trial, a warm-up to 3
-                  times the sampled rate over the first third of the steps, then a fall back to it
+                  times the sampled rate over the first third of the steps, then a fall back to it (the
+                  defaults since 2026-11-27, with --timeout)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
@@ -59,17 +62,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("hpsearch", "kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 # The extra hpsearch variants: the flags each adds to `hpsearch run` with its defaults.
-EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1"], "hpsearch-2w": ["--workers", "2"],
-               "hpsearch-random": ["--sampler", "random"],
-               "hpsearch-s4": ["--sampler-option", "n_startup_trials=4"],
-               "hpsearch-uni": ["--sampler-option", "multivariate=false"],
-               "hpsearch-cost": ["--cost-aware", "--sampler-option", "time_aware=false"],
-               "hpsearch-timed": ["--cost-aware", "--sampler-option", "time_aware=true"],
-               "hpsearch-nocost": ["--no-cost-aware"],
-               "hpsearch-b64": ["--cost-aware", "--sampler-option", "time_aware=false", "--batch-size", "64"],
-               "hpsearch-1cycle": ["--cost-aware", "--sampler-option", "time_aware=false", "--set", "lr_peak=3"],
-               "hpsearch-bs": ["--cost-aware", "--sampler-option", "time_aware=false",
-                               "--search-training", "batch_size"]}
+# The flags each extra adds to `hpsearch run` with its defaults. Each but hpsearch-1cycle holds lr_peak at 1, as
+# the defaults trained when it was raced (a new study's default has been one learning-rate cycle since 2026-11-27).
+_COST = ["--cost-aware", "--sampler-option", "time_aware=false"]
+_PUBLISHED = ["--set", "lr_peak=1"]
+EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1", *_PUBLISHED], "hpsearch-2w": ["--workers", "2", *_PUBLISHED],
+               "hpsearch-random": ["--sampler", "random", *_PUBLISHED],
+               "hpsearch-s4": ["--sampler-option", "n_startup_trials=4", *_PUBLISHED],
+               "hpsearch-uni": ["--sampler-option", "multivariate=false", *_PUBLISHED],
+               "hpsearch-cost": [*_COST, *_PUBLISHED],
+               "hpsearch-timed": ["--cost-aware", "--sampler-option", "time_aware=true", *_PUBLISHED],
+               "hpsearch-nocost": ["--no-cost-aware", *_PUBLISHED],
+               "hpsearch-b64": [*_COST, "--batch-size", "64", *_PUBLISHED],
+               "hpsearch-1cycle": [*_COST, "--set", "lr_peak=3"],
+               "hpsearch-bs": [*_COST, "--search-training", "batch_size", *_PUBLISHED]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")

@@ -14,7 +14,13 @@ EPOCHS_RANGE = (1, 100)
 PATIENCE_RANGE = (1, 10)
 LR_FACTOR_RANGE = (0.1, 0.5)
 LR_PATIENCE_RANGE = (1, 5)
-LR_PEAK_RANGE = (1.0, 5.0)
+LR_PEAK_RANGE = (1.0, 5.0)  # searched
+LR_PEAK_MAX = 100.0  # held at a value: any peak from 1 up to this
+# A new study's training cycles the learning rate once a trial, peaking at this many times the optimizer's rate
+# (search/training.py `OneCycle`): on MNIST at 3 epochs it won a 10-minute search on every seed (BENCHMARKS.md "One
+# learning-rate cycle a trial"). TrainingConfig's 1 is the published training (`hpsearch train` and studies created
+# before): the rate until ReduceLROnPlateau lowers it.
+DEFAULT_LR_PEAK = 3.0
 
 # Names of the hyperparameters that shape training rather than the network. A study fixes them from its
 # spec unless told to search them.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import UsageError
+from hpsearch.models.training_params import LR_PEAK_MAX
 
 if TYPE_CHECKING:
     from keras_tuner.engine.hyperparameters import HyperParameter
@@ -30,7 +31,7 @@ DRY_RUN_IMAGES = 16
 # Training values are not searched from the builder's ranges: any positive value is a valid choice.
 _TRAINING_RULES: dict[str, tuple[type, float, float]] = {
     "epochs": (int, 1, 10_000), "batch_size": (int, 1, 1_000_000), "patience": (int, 0, 10_000),
-    "lr_patience": (int, 0, 10_000), "lr_factor": (float, 1e-6, 0.999999), "lr_peak": (float, 1.0, 100.0),
+    "lr_patience": (int, 0, 10_000), "lr_factor": (float, 1e-6, 0.999999), "lr_peak": (float, 1.0, LR_PEAK_MAX),
 }
 
 
@@ -192,8 +193,10 @@ def _dry_run(spec: StudySpec, builder: Any, data: Dataset) -> None:
         raise UsageError(f"the {spec.model} builder fails with the fixed values {spec.fixed}: "
                          f"{type(exc).__name__}: {exc}") from None
     optimizer = getattr(model, "optimizer", None)
-    cycled = "lr_peak" in spec.search_training or float(spec.fixed_values().get("lr_peak", 1.0)) > 1
-    if cycled and optimizer is not None:
+    # Asked for (held above 1 or searched): a builder whose optimizer has a schedule of its own is refused. The
+    # study's default peak is not asked for: such a builder then trains on its own schedule (OneCycle skips).
+    asked = "lr_peak" in spec.search_training or float(spec.fixed.get("lr_peak", 1.0)) > 1
+    if asked and optimizer is not None:
         from hpsearch.search.training import SCHEDULED_RATE, has_plain_rate
 
         if not has_plain_rate(optimizer):

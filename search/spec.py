@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import UnknownNameError, UsageError
+from hpsearch.models.training_params import DEFAULT_LR_PEAK, LR_PEAK_MAX
 
 if TYPE_CHECKING:
     import optuna
@@ -46,8 +47,9 @@ MODEL_OBJECTIVES = {"parameters": "the model's parameter count",
 OBJECTIVES_MAX = 4
 
 SPEC_ATTR = "hpsearch_spec"
-# What a key a study stored before the key existed means: that study sampled without weighing cost.
-_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": DEFAULT_TRIALS}  # all stored one then
+# What a key a study stored before the key existed means: that study sampled without weighing cost and trained
+# as the builder's published training did.
+_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": DEFAULT_TRIALS, "lr_peak": 1.0}  # all stored one then
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
 
@@ -88,6 +90,10 @@ class StudySpec:
     # objective and a time budget (a cheaper trial buys time for another); the study stores the answer, so resuming
     # with another --timeout does not change how it samples.
     cost_aware: bool | None = None
+    # The study's learning-rate peak (training hyperparameter `lr_peak`) unless `fixed` or `search_training` names
+    # it. None when created: DEFAULT_LR_PEAK; the study stores it, so a study created before keeps its training.
+    # Where the user did not ask for it, a builder whose optimizer has a schedule of its own trains on that schedule.
+    lr_peak: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -102,6 +108,8 @@ class StudySpec:
             self.trials = DEFAULT_TRIALS
         if self.cost_aware is None:
             self.cost_aware = self.sampler == "tpe" and self.timeout is not None and not self.multi_objective
+        if self.lr_peak is None:
+            self.lr_peak = DEFAULT_LR_PEAK
         self._settle_cost_options()
         if self.direction is None:
             self.direction = metric_direction(self.metric)
@@ -138,6 +146,10 @@ class StudySpec:
             raise UsageError(f"validation_split must be between 0 and 1, got {self.validation_split!r}")
         if self.timeout is not None and float(self.timeout) <= 0:
             raise UsageError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        peak = self.lr_peak
+        if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 1.0 <= peak <= LR_PEAK_MAX:
+            raise UsageError(f"lr_peak must be a number from 1 to {LR_PEAK_MAX:g} (1: the builder's own rate), got "
+                             f"{peak!r}")
         if not isinstance(self.fixed, dict):
             raise UsageError(f"fixed must be a mapping of hyperparameter names to values, got {self.fixed!r}")
         unknown = [n for n in self.search_training if n not in TRAINING_PARAMS]
@@ -268,14 +280,16 @@ class StudySpec:
 
     # ----------------------------------------------------------------------------------------------- views
     def fixed_values(self) -> dict[str, Any]:
-        """The values held fixed in every trial: training defaults, epochs, batch size, then `fixed`."""
+        """The values held fixed in every trial: training defaults, epochs, batch size, the study's lr_peak, then
+        `fixed`."""
         from hpsearch.models import TrainingConfig
 
         defaults = dataclasses.asdict(TrainingConfig())
         values = {k: v for k, v in defaults.items() if k not in self.search_training}
         values["epochs"] = self.epochs
-        if "batch_size" not in self.search_training:
-            values["batch_size"] = self.batch_size
+        for name in ("batch_size", "lr_peak"):
+            if name not in self.search_training:
+                values[name] = getattr(self, name)
         values.update(self.fixed)
         return values
 
@@ -311,7 +325,7 @@ class StudySpec:
                  "validation_split": float, "timeout": float, "study": str, "model": str, "dataset": str,
                  "sampler": str, "pruner": str, "metric": str, "direction": str, "data_dir": str,
                  "fixed": dict, "search_training": list, "model_options": dict, "objectives": list,
-                 "sampler_options": dict, "cost_aware": bool}
+                 "sampler_options": dict, "cost_aware": bool, "lr_peak": float}
         for key, value in data.items():
             expected = types.get(key)
             if value is None or expected is None:

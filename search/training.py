@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -65,8 +66,10 @@ def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: l
     losses = logs.get("loss", [])
     if any(not math.isfinite(v) for v in losses) or getattr(model, "stop_training_reason", None) == "nan":
         bad = next((i for i, v in enumerate(losses, 1) if not math.isfinite(v)), len(losses))
+        cycle = (f" (the learning-rate cycle raises it to {config.lr_peak:g} times; --set lr_peak=1 keeps it)"
+                 if config.lr_peak > 1 else "")
         raise TrialFailed(f"training diverged: the loss became NaN/inf in epoch {bad}; lower the learning rate "
-                          "or narrow its range")
+                          f"or narrow its range{cycle}")
     return logs
 
 
@@ -102,6 +105,8 @@ def metric_mode(metric: str) -> str:
 
 SCHEDULED_RATE = ("lr_peak above 1 needs an optimizer with a plain learning rate, and this builder's optimizer has "
                   "a schedule of its own; set lr_peak=1 or compile with a number")
+_UNSIZED = ("lr_peak above 1 needs the number of batches an epoch has, and this training data does not tell it (a "
+            "generator without a length); set lr_peak=1 or give it a length")
 
 
 def has_plain_rate(optimizer: keras.optimizers.Optimizer) -> bool:
@@ -117,9 +122,10 @@ class OneCycle(keras.callbacks.Callback):
     (`standard_callbacks` adds one or the other). A fit that starts at a later epoch (KerasTuner's Hyperband going
     on with a trial) cycles over the epochs it runs.
 
-    Raises:
-        TrialFailed: the optimizer's learning rate is a schedule of its own (nothing to set), or the training data
-            does not tell how many batches an epoch has.
+    Where there is nothing to cycle (the optimizer's rate is a schedule of its own, or the training data does not
+    tell how many batches an epoch has) the fit trains as compiled, and a warning says why: a study's default peak
+    must not fail the builders it does not suit (one that asks for a peak is refused before the study instead,
+    search/preflight.py).
     """
 
     def __init__(self, peak: float) -> None:
@@ -130,16 +136,17 @@ class OneCycle(keras.callbacks.Callback):
         self.total = 0  # in the fit
         self.first_epoch: int | None = None
         self.epoch = 0
+        self.skipped = ""  # why the fit trains without the cycle
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        if not has_plain_rate(self.model.optimizer):
-            raise TrialFailed(SCHEDULED_RATE)
-        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self.steps = int(self.params.get("steps") or 0)
         self.first_epoch = None
-        if not self.steps:
-            raise TrialFailed("lr_peak above 1 needs the number of batches an epoch has, and this training data "
-                              "does not tell it (a generator without a length); set lr_peak=1 or give it a length")
+        self.steps = int(self.params.get("steps") or 0)
+        plain = has_plain_rate(self.model.optimizer)
+        self.skipped = "" if plain and self.steps else (SCHEDULED_RATE if not plain else _UNSIZED)
+        if self.skipped:
+            logging.getLogger("hpsearch").warning("trained without the learning-rate cycle: %s", self.skipped)
+            return
+        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.first_epoch is None:
@@ -157,6 +164,8 @@ class OneCycle(keras.callbacks.Callback):
         return self.base + (high - self.base) * (1 + math.cos(math.pi * done)) / 2
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.skipped:
+            return
         self.model.optimizer.learning_rate.assign(self.rate_at(self.epoch * self.steps + batch))
 
 

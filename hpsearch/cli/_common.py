@@ -287,6 +287,8 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                    help="stop starting trials after this many seconds, counted from the study's first run")
     p.add_argument("--epochs", type=int, help="maximum epochs per trial (default 10)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a hyperparameter (repeatable)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a hyperparameter (repeatable); "
+                   "lr_peak=1 trains with the builder's own rate and ReduceLROnPlateau instead of a new study's one "
+                   "learning-rate cycle a trial")
     p.add_argument("--search-training", help="comma-separated training hyperparameters to search, e.g. batch_size")
     p.add_argument("--weights", help="resnet50: local ImageNet weights file")

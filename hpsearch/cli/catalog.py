@@ -24,6 +24,7 @@ def register_models(subparsers: Subparsers) -> None:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from hpsearch.models import catalog, describe_model, format_range, search_space
+    from hpsearch.models.training_params import DEFAULT_LR_PEAK
 
     names = [args.model] if args.model else list(catalog())
     spaces = {name: search_space(name) for name in names}  # an unknown name or a bad reference says what to do
@@ -38,8 +39,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         for column in ("hyperparameter", "type", "range / values", "default", "condition"):
             table.add_column(column)
         for entry in space:
-            table.add_row(entry["name"], entry["type"], format_range(entry), str(entry["default"]),
-                          entry.get("condition", ""))
+            default = str(entry["default"])
+            if entry["name"] == "lr_peak":
+                default += f" ({DEFAULT_LR_PEAK} in a new study)"
+            table.add_row(entry["name"], entry["type"], format_range(entry), default, entry.get("condition", ""))
         print_output(table, args.format, console)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import keras
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 
 from hpsearch.datasets import Dataset, load_dataset
-from hpsearch.errors import TrialFailed
 from hpsearch.models import TrainingConfig
 from hpsearch.search.keras_tuner_engine import make_tuner
 from hpsearch.search.spec import StudySpec
@@ -92,11 +92,18 @@ def test_the_cycle_ends_at_the_rate_and_stays_there() -> None:
     assert [round(cycle.rate_at(s), 4) for s in (0, 15, 30, 60, 90, 200)] == [0.1, 1.05, 2.0, 1.5, 1.0, 1.0]
 
 
-def test_an_optimizer_with_its_own_schedule_fails_the_trial_with_what_to_do(digits: Dataset) -> None:
+def test_an_optimizer_with_its_own_schedule_trains_on_it_and_a_warning_says_why_not_the_cycle(
+        digits: Dataset, caplog: pytest.LogCaptureFixture) -> None:
     schedule = keras.optimizers.schedules.ExponentialDecay(BASE, decay_steps=10, decay_rate=0.9)
+    log = RateLog()
     config = TrainingConfig(batch_size=64, epochs=1, lr_peak=3.0)
-    with pytest.raises(TrialFailed, match="set lr_peak=1 or compile with a number"):
-        fit_and_evaluate(small_cnn(schedule), digits, config)
+    with caplog.at_level(logging.WARNING, logger="hpsearch"):
+        result = fit_and_evaluate(small_cnn(schedule), digits, config, callbacks=[log])
+    assert result.epochs_run == 1 and result.val_accuracy > 0.3
+    assert len(log.rates) == 15 and max(log.rates) <= BASE  # the schedule's decay, never the cycle's rise
+    assert all(later < earlier for earlier, later in zip(log.rates, log.rates[1:], strict=False))
+    assert "trained without the learning-rate cycle" in caplog.text
+    assert "set lr_peak=1 or compile with a number" in caplog.text
 
 
 def test_a_scheduled_optimizer_still_trains_without_the_cycle(digits: Dataset) -> None:
@@ -119,3 +126,21 @@ def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(
     reloaded = make_tuner("random", spec, digits, tmp_path).oracle.hyperparameters
     (kept,) = [p for p in reloaded.space if p.name == "lr_peak"]
     assert type(kept).__name__ == "Fixed" and reloaded.values["lr_peak"] == 2.5
+
+
+def test_a_new_study_cycles_a_study_stored_before_keeps_its_training_and_asking_wins() -> None:
+    from hpsearch.errors import UsageError
+
+    new = StudySpec(study="s", model="cnn")
+    assert new.fixed_values()["lr_peak"] == 3.0 and new.to_dict()["lr_peak"] == 3.0  # stored with the study
+    assert StudySpec(study="s", model="cnn", fixed={"lr_peak": 1}).fixed_values()["lr_peak"] == 1
+    assert "lr_peak" not in StudySpec(study="s", model="cnn", search_training=["lr_peak"]).fixed_values()
+    stored = new.to_dict()
+    del stored["lr_peak"]  # a study created before the cycle was the default
+    assert StudySpec.from_study(stored, "study s").fixed_values()["lr_peak"] == 1.0
+    assert StudySpec.from_stored(stored).fixed_values()["lr_peak"] == 1.0
+    assert StudySpec.load(None, {"timeout": 900}, base=stored).fixed_values()["lr_peak"] == 1.0
+    with pytest.raises(UsageError, match="lr_peak must be a number from 1 to 100"):
+        StudySpec(study="s", model="cnn", lr_peak=0.5)
+    with pytest.raises(UsageError, match="lr_peak must be float"):
+        StudySpec.from_dict({"study": "s", "model": "cnn", "lr_peak": "high"})

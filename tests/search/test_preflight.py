@@ -234,3 +234,15 @@ def test_a_cycle_a_builder_cannot_take_stops_before_the_study_exists(
     assert code == 2, err
     assert "set lr_peak=1 or compile with a number" in err and "Traceback" not in err
     assert not (tmp_path / "hp.db").exists() or _no_study(tmp_path / "hp.db")
+
+
+def test_a_builder_with_its_own_schedule_trains_on_it_under_the_default_peak(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import optuna
+
+    builder = tmp_path / "scheduled.py"
+    builder.write_text(SCHEDULED_BUILDER)
+    code, err = run(tmp_path, capsys, "--model", f"{builder}:build")  # no lr_peak asked for: a new study's default
+    assert code == 0, err
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'hp.db'}").trials
+    assert len(trials) == 2 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials), trials

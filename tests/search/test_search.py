@@ -156,6 +156,7 @@ def test_shipped_study_specs_are_valid() -> None:
         assert spec.trials >= 1
     published = StudySpec.load(ROOT / "studies" / "cnn-mnist.yaml", {})
     assert published.model == "cnn" and published.dataset == "mnist"
+    assert published.fixed_values()["lr_peak"] == 1.0  # the published training, not a new study's cycle
 
 
 @pytest.mark.integration
