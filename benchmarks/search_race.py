@@ -122,8 +122,9 @@ def child_keras_tuner(args: argparse.Namespace, kind: str) -> None:
 
     data = _data(args)
     spec = StudySpec(study=f"race-{kind}-{args.seed}", model="cnn", dataset=args.dataset, seed=args.seed,
-                     epochs=args.epochs, trials=100_000, train_size=args.train_size)
-    # KerasTuner as users run it: validation on the moving BatchNorm statistics (no precise BN).
+                     epochs=args.epochs, trials=100_000, train_size=args.train_size, lr_peak=1.0)
+    # KerasTuner as users run it: validation on the moving BatchNorm statistics (no precise BN), the published
+    # training (no learning-rate cycle).
     tuner = make_tuner(kind, spec, data, Path(args.workdir) / "kt", overwrite=True, precise_bn_samples=0)
     if kind == "hyperband":
         # KerasTuner's Hyperband stops after `hyperband_iterations` (default 1) rounds of brackets: with 3 epochs

@@ -103,7 +103,7 @@ def hpsearch_trial(data: Any, epochs: int, workdir: Path, index: int) -> dict[st
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = f"sqlite:///{workdir / f'overhead-{index}.db'}"
     spec = StudySpec(study="overhead", model="cnn", dataset="mnist", epochs=epochs, trials=1, pruner="none",
-                     train_size=len(data.x_train) + len(data.x_val))
+                     train_size=len(data.x_train) + len(data.x_val), lr_peak=1.0)  # the plain fit's training
     start = time.perf_counter()
     storage = open_storage(url)
     from hpsearch.search.launcher import create_or_resume

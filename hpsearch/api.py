@@ -218,7 +218,7 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     from hpsearch.models import get_builder
     from hpsearch.models.references import bind
     from hpsearch.search import breaker
-    from hpsearch.search.launcher import budget_spent, create_or_resume
+    from hpsearch.search.launcher import budget_spent, create_or_resume, existing_spec
     from hpsearch.search.notes import note_callback
     from hpsearch.search.objective import Objective
     from hpsearch.search.preflight import check_spec
@@ -227,6 +227,7 @@ def _run_here(spec: StudySpec, url: str, builder_object: Any, arrays: dict[str, 
     from hpsearch.storage import open_storage
     from hpsearch.storage.artifacts import artifact_location, open_artifact_store
 
+    spec = spec.settled(existing_spec(spec.study, url))  # a resume that does not name lr_peak keeps its training
     if arrays is not None:
         data = from_arrays(check_arrays(arrays, "data"), spec.dataset, "arrays given to hpsearch.run()",
                            spec.train_size, spec.validation_split, spec.seed)

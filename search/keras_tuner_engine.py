@@ -73,11 +73,13 @@ def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path,
     else:
         tuner = keras_tuner.RandomSearch(max_trials=spec.trials, **common)
     # A project saved before a training hyperparameter existed reloads the space it saved, in which the new one is
-    # missing: with `tune_new_entries` its trials would search it instead of holding it at the study's value.
+    # missing: with `tune_new_entries` its trials would search it instead of holding it at the study's value. Its
+    # trials trained without a learning-rate cycle, so it keeps lr_peak 1 unless this run asks for another.
     saved = tuner.oracle.hyperparameters
     for name, value in fixed.items():
         if name not in saved.values:
-            saved.Fixed(name, value)
+            kept = name == "lr_peak" and spec.lr_peak is None and name not in spec.fixed
+            saved.Fixed(name, 1.0 if kept else value)
     return tuner
 
 

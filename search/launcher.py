@@ -113,11 +113,12 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage, enqu
     from hpsearch.search.preflight import check_spec
 
     stored = stored_spec(storage, spec.study)
+    spec = spec.settled(stored)  # a resume that does not name lr_peak keeps the study's training
     _check_same_setup(spec, stored)
     if checked is None and check and (stored != spec.to_dict() or enqueue_defaults or warm_start):
         checked = check_spec(spec, dry_run=stored != spec.to_dict())
     if checked is not None:
-        spec = checked.spec
+        spec = checked.spec.settled(stored)
     warm: list[tuple[int, dict[str, Any]]] = []
     if warm_start:
         from hpsearch.search.warm_start import warm_start_params

@@ -49,7 +49,7 @@ OBJECTIVES_MAX = 4
 SPEC_ATTR = "hpsearch_spec"
 # What a key a study stored before the key existed means: that study sampled without weighing cost and trained
 # as the builder's published training did.
-_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": DEFAULT_TRIALS, "lr_peak": 1.0}  # all stored one then
+_STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": DEFAULT_TRIALS, "lr_peak": 1.0}
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
 
 
@@ -91,8 +91,10 @@ class StudySpec:
     # with another --timeout does not change how it samples.
     cost_aware: bool | None = None
     # The study's learning-rate peak (training hyperparameter `lr_peak`) unless `fixed` or `search_training` names
-    # it. None when created: DEFAULT_LR_PEAK; the study stores it, so a study created before keeps its training.
-    # Where the user did not ask for it, a builder whose optimizer has a schedule of its own trains on that schedule.
+    # it. None until the study is created or resumed (`settled`): an existing study's stored value (1.0 for one
+    # stored before the key), else DEFAULT_LR_PEAK; the study stores it, so a resume keeps its training. Unlike
+    # `--set lr_peak=N`, it is not asking for a cycle: a builder whose optimizer has a schedule of its own trains
+    # on that schedule.
     lr_peak: float | None = None
 
     def __post_init__(self) -> None:
@@ -108,8 +110,8 @@ class StudySpec:
             self.trials = DEFAULT_TRIALS
         if self.cost_aware is None:
             self.cost_aware = self.sampler == "tpe" and self.timeout is not None and not self.multi_objective
-        if self.lr_peak is None:
-            self.lr_peak = DEFAULT_LR_PEAK
+        if isinstance(self.lr_peak, int) and not isinstance(self.lr_peak, bool):
+            self.lr_peak = float(self.lr_peak)
         self._settle_cost_options()
         if self.direction is None:
             self.direction = metric_direction(self.metric)
@@ -147,7 +149,8 @@ class StudySpec:
         if self.timeout is not None and float(self.timeout) <= 0:
             raise UsageError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         peak = self.lr_peak
-        if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 1.0 <= peak <= LR_PEAK_MAX:
+        if peak is not None and (isinstance(peak, bool) or not isinstance(peak, (int, float))
+                                 or not 1.0 <= peak <= LR_PEAK_MAX):
             raise UsageError(f"lr_peak must be a number from 1 to {LR_PEAK_MAX:g} (1: the builder's own rate), got "
                              f"{peak!r}")
         if not isinstance(self.fixed, dict):
@@ -287,11 +290,20 @@ class StudySpec:
         defaults = dataclasses.asdict(TrainingConfig())
         values = {k: v for k, v in defaults.items() if k not in self.search_training}
         values["epochs"] = self.epochs
-        for name in ("batch_size", "lr_peak"):
-            if name not in self.search_training:
-                values[name] = getattr(self, name)
+        if "batch_size" not in self.search_training:
+            values["batch_size"] = self.batch_size
+        if "lr_peak" not in self.search_training:
+            values["lr_peak"] = DEFAULT_LR_PEAK if self.lr_peak is None else self.lr_peak
         values.update(self.fixed)
         return values
+
+    def settled(self, stored: dict[str, Any] | None) -> StudySpec:
+        """This spec as the study keeps it: an `lr_peak` not given is the existing study's (`stored`, its stored
+        spec), else a new study's default."""
+        if self.lr_peak is not None:
+            return self
+        kept = _as_stored(stored)["lr_peak"] if stored else None
+        return dataclasses.replace(self, lr_peak=DEFAULT_LR_PEAK if kept is None else kept)
 
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> StudySpec:

@@ -104,9 +104,12 @@ def metric_mode(metric: str) -> str:
 
 
 SCHEDULED_RATE = ("lr_peak above 1 needs an optimizer with a plain learning rate, and this builder's optimizer has "
-                  "a schedule of its own; set lr_peak=1 or compile with a number")
-_UNSIZED = ("lr_peak above 1 needs the number of batches an epoch has, and this training data does not tell it (a "
-            "generator without a length); set lr_peak=1 or give it a length")
+                  "a schedule of its own; leave lr_peak out (the builder's schedule is then kept) or compile with a "
+                  "number")
+_OWN_SCHEDULE = ("this builder's optimizer has a learning-rate schedule of its own, which the trial keeps (compile "
+                 "with a number for the cycle)")
+_UNSIZED = ("the training data does not tell how many batches an epoch has (a generator without a length), so the "
+            "cycle cannot be laid out; give it a length for the cycle")
 
 
 def has_plain_rate(optimizer: keras.optimizers.Optimizer) -> bool:
@@ -142,7 +145,7 @@ class OneCycle(keras.callbacks.Callback):
         self.first_epoch = None
         self.steps = int(self.params.get("steps") or 0)
         plain = has_plain_rate(self.model.optimizer)
-        self.skipped = "" if plain and self.steps else (SCHEDULED_RATE if not plain else _UNSIZED)
+        self.skipped = "" if plain and self.steps else (_OWN_SCHEDULE if not plain else _UNSIZED)
         if self.skipped:
             logging.getLogger("hpsearch").warning("trained without the learning-rate cycle: %s", self.skipped)
             return
@@ -169,14 +172,22 @@ class OneCycle(keras.callbacks.Callback):
         self.model.optimizer.learning_rate.assign(self.rate_at(self.epoch * self.steps + batch))
 
 
+class PlateauRate(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that leaves an optimizer with a learning-rate schedule of its own to that schedule (Keras
+    cannot set such a rate: it raises at the first plateau)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if has_plain_rate(self.model.optimizer):
+            super().on_epoch_end(epoch, logs)
+
+
 def standard_callbacks(config: TrainingConfig, monitor: str = "val_accuracy") -> list[keras.callbacks.Callback]:
     """Early stopping (best weights restored) and ReduceLROnPlateau, as the seed CNN search trained; with
     `lr_peak` above 1, one learning-rate cycle over the fit (`OneCycle`) instead of ReduceLROnPlateau."""
     mode = metric_mode(monitor)
     rate: keras.callbacks.Callback = (
         OneCycle(config.lr_peak) if config.lr_peak > 1 else
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=config.lr_factor,
-                                          patience=config.lr_patience, min_lr=1e-6))
+        PlateauRate(monitor=monitor, mode=mode, factor=config.lr_factor, patience=config.lr_patience, min_lr=1e-6))
     return [keras.callbacks.TerminateOnNaN(),
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,
                                           restore_best_weights=True),

@@ -67,6 +67,7 @@ def warm_start_params(storage: optuna.storages.BaseStorage, value: str, spec: St
     # Ranked by the first objective (the metric), also in a study of several objectives.
     best = sorted(complete, key=lambda t: (sort_key(t.values[0], study.directions[0]), t.number))[:k]
     fixed = spec.fixed_values()
+    _say_other_training(study, source, fixed)
     out: list[tuple[int, dict[str, Any]]] = []
     for trial in best:
         params: dict[str, Any] = {}
@@ -83,3 +84,21 @@ def warm_start_params(storage: optuna.storages.BaseStorage, value: str, spec: St
         raise UsageError(f"--warm-start: no configuration of study {source!r} fits {spec.model}'s search space "
                          "(different hyperparameters, or all of them fixed here)")
     return out
+
+
+def _say_other_training(source: optuna.Study, name: str, fixed: dict[str, Any]) -> None:
+    """Logs that the source study trained with another learning-rate peak: a rate that suited one training may
+    not suit the other (three times a rate tuned without the cycle can diverge)."""
+    from hpsearch.search.spec import SPEC_ATTR, StudySpec
+
+    stored = source.user_attrs.get(SPEC_ATTR)
+    if not isinstance(stored, dict) or "lr_peak" not in fixed:
+        return
+    theirs = StudySpec.from_stored(stored).fixed_values().get("lr_peak")
+    if theirs is not None and float(theirs) != float(fixed["lr_peak"]):
+        import logging
+
+        logging.getLogger("hpsearch").warning(
+            "--warm-start %s: that study trained with lr_peak %g, this one with %g; its learning rates may not "
+            "carry over (--set lr_peak=%g trains as it did)", name, float(theirs), float(fixed["lr_peak"]),
+            float(theirs))

@@ -28,6 +28,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     names = [args.model] if args.model else list(catalog())
     spaces = {name: search_space(name) for name in names}  # an unknown name or a bad reference says what to do
+    for entry in (e for space in spaces.values() for e in space if e["name"] == "lr_peak"):
+        entry["new_study_default"] = DEFAULT_LR_PEAK  # "default" is the published training's (hpsearch train)
     if args.format == "json":
         print_output({n: {"description": describe_model(n), "space": s} for n, s in spaces.items()}, args.format)
         return 0
@@ -40,8 +42,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             table.add_column(column)
         for entry in space:
             default = str(entry["default"])
-            if entry["name"] == "lr_peak":
-                default += f" ({DEFAULT_LR_PEAK} in a new study)"
+            if "new_study_default" in entry:
+                default += f" ({entry['new_study_default']} in a new study)"
             table.add_row(entry["name"], entry["type"], format_range(entry), default, entry.get("condition", ""))
         print_output(table, args.format, console)
     return 0

@@ -14,7 +14,7 @@ from hpsearch.datasets import Dataset, load_dataset
 from hpsearch.models import TrainingConfig
 from hpsearch.search.keras_tuner_engine import make_tuner
 from hpsearch.search.spec import StudySpec
-from hpsearch.search.training import OneCycle, fit_and_evaluate
+from hpsearch.search.training import OneCycle, PlateauRate, fit_and_evaluate
 
 BASE = 2e-3
 
@@ -103,13 +103,22 @@ def test_an_optimizer_with_its_own_schedule_trains_on_it_and_a_warning_says_why_
     assert len(log.rates) == 15 and max(log.rates) <= BASE  # the schedule's decay, never the cycle's rise
     assert all(later < earlier for earlier, later in zip(log.rates, log.rates[1:], strict=False))
     assert "trained without the learning-rate cycle" in caplog.text
-    assert "set lr_peak=1 or compile with a number" in caplog.text
+    assert "which the trial keeps (compile with a number for the cycle)" in caplog.text
 
 
-def test_a_scheduled_optimizer_still_trains_without_the_cycle(digits: Dataset) -> None:
+def test_a_scheduled_optimizer_trains_on_it_under_the_published_training_past_a_plateau(digits: Dataset) -> None:
     schedule = keras.optimizers.schedules.ExponentialDecay(BASE, decay_steps=10, decay_rate=0.9)
     result = fit_and_evaluate(small_cnn(schedule), digits, TrainingConfig(batch_size=64, epochs=1))
     assert result.epochs_run == 1 and result.val_accuracy > 0.3
+
+    def plateau_fit(callback: keras.callbacks.Callback) -> None:  # every epoch after the first is a plateau
+        small_cnn(schedule).fit(digits.x_train, digits.y_train, batch_size=256, epochs=2, verbose=0,
+                                validation_data=(digits.x_val, digits.y_val), callbacks=[callback])
+
+    plateau = {"monitor": "val_accuracy", "mode": "max", "patience": 0, "min_delta": 10.0}
+    with pytest.raises(TypeError):  # what Keras's own callback does with such an optimizer
+        plateau_fit(keras.callbacks.ReduceLROnPlateau(**plateau))
+    plateau_fit(PlateauRate(**plateau))
 
 
 def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(
@@ -126,21 +135,47 @@ def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(
     reloaded = make_tuner("random", spec, digits, tmp_path).oracle.hyperparameters
     (kept,) = [p for p in reloaded.space if p.name == "lr_peak"]
     assert type(kept).__name__ == "Fixed" and reloaded.values["lr_peak"] == 2.5
+    saved.write_text(json.dumps(state))
+    default = StudySpec(study="kt", model="cnn", dataset="mnist", trials=1, epochs=1)  # no peak asked for
+    assert make_tuner("random", default, digits, tmp_path).oracle.hyperparameters.values["lr_peak"] == 1.0
 
 
 def test_a_new_study_cycles_a_study_stored_before_keeps_its_training_and_asking_wins() -> None:
     from hpsearch.errors import UsageError
 
     new = StudySpec(study="s", model="cnn")
-    assert new.fixed_values()["lr_peak"] == 3.0 and new.to_dict()["lr_peak"] == 3.0  # stored with the study
+    assert new.fixed_values()["lr_peak"] == 3.0 and new.settled(None).to_dict()["lr_peak"] == 3.0  # stored with it
     assert StudySpec(study="s", model="cnn", fixed={"lr_peak": 1}).fixed_values()["lr_peak"] == 1
     assert "lr_peak" not in StudySpec(study="s", model="cnn", search_training=["lr_peak"]).fixed_values()
-    stored = new.to_dict()
+    stored = new.settled(None).to_dict()
     del stored["lr_peak"]  # a study created before the cycle was the default
     assert StudySpec.from_study(stored, "study s").fixed_values()["lr_peak"] == 1.0
     assert StudySpec.from_stored(stored).fixed_values()["lr_peak"] == 1.0
     assert StudySpec.load(None, {"timeout": 900}, base=stored).fixed_values()["lr_peak"] == 1.0
+    assert new.settled(stored).fixed_values()["lr_peak"] == 1.0  # resumed by --model or --spec: kept
+    assert StudySpec(study="s", model="cnn", lr_peak=2).settled(stored).lr_peak == 2.0  # named: taken
     with pytest.raises(UsageError, match="lr_peak must be a number from 1 to 100"):
         StudySpec(study="s", model="cnn", lr_peak=0.5)
     with pytest.raises(UsageError, match="lr_peak must be float"):
         StudySpec.from_dict({"study": "s", "model": "cnn", "lr_peak": "high"})
+
+
+def test_a_study_created_before_the_cycle_keeps_its_training_when_run_again_with_model(tmp_path: Path) -> None:
+    import optuna
+
+    from hpsearch.cli import main
+    from hpsearch.search.spec import SPEC_ATTR
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    command = ["--storage", url, "--study", "old", "--model", "cnn", "--dataset", "mnist-sample", "--train-size",
+               "500", "--epochs", "1", "--set", "filters_1=32", "--set", "filters_2=32", "--set", "units=64"]
+    assert main(["create", *command, "--trials", "1"]) == 0
+    study = optuna.load_study(study_name="old", storage=url)
+    assert study.user_attrs[SPEC_ATTR]["lr_peak"] == 3.0  # a new study's default, stored
+    before = {k: v for k, v in study.user_attrs[SPEC_ATTR].items() if k != "lr_peak"}
+    study.set_user_attr(SPEC_ATTR, before)  # as a study stored before the key holds it
+
+    assert main(["run", *command, "--trials", "2", "--workers", "1"]) == 0  # the same command again
+    study = optuna.load_study(study_name="old", storage=url)
+    assert study.user_attrs[SPEC_ATTR]["lr_peak"] == 1.0
+    assert [t.user_attrs.get("fixed:lr_peak") for t in study.trials] == [1.0, 1.0], study.trials

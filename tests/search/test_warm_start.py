@@ -114,3 +114,20 @@ def test_the_room_check_names_the_argument_to_python_callers(tmp_path: Path) -> 
         hpsearch.run("resnet4", "mnist-sample", study="full", storage=url, trials=1, epochs=1, verbose=False,
                      enqueue_defaults=True)
     assert len(optuna.load_study(study_name="full", storage=url).trials) == 1  # nothing queued
+
+
+def test_a_source_that_trained_without_the_cycle_is_named(source: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from hpsearch.search.spec import SPEC_ATTR
+
+    digits = optuna.load_study(study_name="digits", storage=source)
+    digits.set_user_attr(SPEC_ATTR, {"study": "digits", "model": "cnn"})  # stored before lr_peak: it trained at 1
+    with caplog.at_level(logging.WARNING, logger="hpsearch"):
+        assert main(["create", "--storage", source, "--study", "mnist", "--model", "cnn", "--dataset",
+                     "mnist-sample", "--warm-start", "digits:1"]) == 0
+        assert "that study trained with lr_peak 1, this one with 3" in caplog.text
+        caplog.clear()
+        assert main(["create", "--storage", source, "--study", "same", "--model", "cnn", "--dataset",
+                     "mnist-sample", "--set", "lr_peak=1", "--warm-start", "digits:1"]) == 0
+        assert "lr_peak" not in caplog.text
