@@ -18,7 +18,9 @@ def _spec(**kw: object) -> StudySpec:
 
 
 def _study(spec: StudySpec) -> optuna.Study:
-    return optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+    # Named: Hyperband assigns a trial's bracket by hashing the study's name with the trial's number, and an
+    # unnamed study gets a random name (brackets, so what is pruned where, would change from run to run).
+    return optuna.create_study(study_name="s", direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
                                pruner=spec.make_pruner())
 
 
