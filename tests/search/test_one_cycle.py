@@ -8,12 +8,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import optuna
 import pytest
 
+from hpsearch.cli import main
 from hpsearch.datasets import Dataset, load_dataset
+from hpsearch.errors import UsageError
 from hpsearch.models import TrainingConfig
 from hpsearch.search.keras_tuner_engine import make_tuner
-from hpsearch.search.spec import StudySpec
+from hpsearch.search.spec import SPEC_ATTR, StudySpec
 from hpsearch.search.training import OneCycle, PlateauRate, fit_and_evaluate
 
 BASE = 2e-3
@@ -141,8 +144,6 @@ def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(
 
 
 def test_a_new_study_cycles_a_study_stored_before_keeps_its_training_and_asking_wins() -> None:
-    from hpsearch.errors import UsageError
-
     new = StudySpec(study="s", model="cnn")
     assert new.fixed_values()["lr_peak"] == 3.0 and new.settled(None).to_dict()["lr_peak"] == 3.0  # stored with it
     assert StudySpec(study="s", model="cnn", fixed={"lr_peak": 1}).fixed_values()["lr_peak"] == 1
@@ -161,11 +162,6 @@ def test_a_new_study_cycles_a_study_stored_before_keeps_its_training_and_asking_
 
 
 def test_a_study_created_before_the_cycle_keeps_its_training_when_run_again_with_model(tmp_path: Path) -> None:
-    import optuna
-
-    from hpsearch.cli import main
-    from hpsearch.search.spec import SPEC_ATTR
-
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     command = ["--storage", url, "--study", "old", "--model", "cnn", "--dataset", "mnist-sample", "--train-size",
                "500", "--epochs", "1", "--set", "filters_1=32", "--set", "filters_2=32", "--set", "units=64"]
