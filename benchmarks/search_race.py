@@ -30,7 +30,8 @@ Methods:
                   defaults since 2026-11-27, with --timeout)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
-search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2). A method's
+search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2; hpsearch's
+default since 2026-11-27 and hpsearch-1cycle: one learning-rate cycle in place of ReduceLROnPlateau). A method's
 clock starts when its process is started (imports and data loading count) and the method is stopped at --budget;
 a trial counts at a budget only if it ended inside it, so one run of --budget 900 also reports 300 and 600.
 Test accuracy is that of the trial with the best validation accuracy at that budget.
@@ -61,9 +62,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("hpsearch", "kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
-# The extra hpsearch variants: the flags each adds to `hpsearch run` with its defaults.
-# The flags each extra adds to `hpsearch run` with its defaults. Each but hpsearch-1cycle holds lr_peak at 1, as
-# the defaults trained when it was raced (a new study's default has been one learning-rate cycle since 2026-11-27).
+# The extra hpsearch variants: the flags each adds to `hpsearch run` with its defaults. Each but hpsearch-1cycle holds
+# lr_peak at 1, as the defaults trained when it was raced (a new study's default has been one learning-rate cycle
+# since 2026-11-27).
 _COST = ["--cost-aware", "--sampler-option", "time_aware=false"]
 _PUBLISHED = ["--set", "lr_peak=1"]
 EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1", *_PUBLISHED], "hpsearch-2w": ["--workers", "2", *_PUBLISHED],
