@@ -66,8 +66,9 @@ def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: l
     losses = logs.get("loss", [])
     if any(not math.isfinite(v) for v in losses) or getattr(model, "stop_training_reason", None) == "nan":
         bad = next((i for i, v in enumerate(losses, 1) if not math.isfinite(v)), len(losses))
+        cycled = any(isinstance(c, OneCycle) and not c.skipped for c in callbacks)
         cycle = (f" (the learning-rate cycle raises it to {config.lr_peak:g} times; --set lr_peak=1 keeps it)"
-                 if config.lr_peak > 1 else "")
+                 if cycled else "")
         raise TrialFailed(f"training diverged: the loss became NaN/inf in epoch {bad}; lower the learning rate "
                           f"or narrow its range{cycle}")
     return logs

@@ -42,6 +42,9 @@ def test_best_json_agrees_with_the_storage(study_dir: Path) -> None:
     assert out["user_attrs"]["test_accuracy"] > 0.95
     yaml_out = cli(study_dir, "best", "--study", "digits-cnn", "--format", "yaml").stdout
     assert f"trial: {out['trial']}" in yaml_out
+    table = cli(study_dir, "best", "--study", "digits-cnn").stdout  # what the trial trained with, to train it again
+    assert "lr_peak 3" in table and "optimizer adam" in table and "epochs 2" in table
+    assert f"hpsearch retrain --study digits-cnn --trial {out['trial']}" in table
 
 
 def test_trials_csv_and_json(study_dir: Path) -> None:

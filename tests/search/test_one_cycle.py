@@ -13,7 +13,7 @@ import pytest
 
 from hpsearch.cli import main
 from hpsearch.datasets import Dataset, load_dataset
-from hpsearch.errors import UsageError
+from hpsearch.errors import TrialFailed, UsageError
 from hpsearch.models import TrainingConfig
 from hpsearch.search.keras_tuner_engine import make_tuner
 from hpsearch.search.spec import SPEC_ATTR, StudySpec
@@ -38,14 +38,15 @@ class RateLog(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
 
-def small_cnn(learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = BASE) -> keras.Model:
+def small_cnn(learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = BASE,
+              optimizer: type[keras.optimizers.Optimizer] = keras.optimizers.Adam) -> keras.Model:
     inputs = keras.Input((28, 28, 1))
     x = keras.layers.Conv2D(8, 3, strides=2)(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=optimizer(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
 
@@ -107,6 +108,15 @@ def test_an_optimizer_with_its_own_schedule_trains_on_it_and_a_warning_says_why_
     assert all(later < earlier for earlier, later in zip(log.rates, log.rates[1:], strict=False))
     assert "trained without the learning-rate cycle" in caplog.text
     assert "which the trial keeps (compile with a number for the cycle)" in caplog.text
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_a_diverged_fit_names_the_cycle_only_when_it_ran(digits: Dataset, scheduled: bool) -> None:
+    rate = keras.optimizers.schedules.ExponentialDecay(1e6, decay_steps=10, decay_rate=0.9) if scheduled else 1e6
+    with pytest.raises(TrialFailed, match="training diverged") as failed:
+        fit_and_evaluate(small_cnn(rate, keras.optimizers.SGD), digits,
+                         TrainingConfig(batch_size=64, epochs=2, lr_peak=3.0))
+    assert ("the learning-rate cycle raises it to 3 times" in str(failed.value)) is not scheduled
 
 
 def test_a_scheduled_optimizer_trains_on_it_under_the_published_training_past_a_plateau(digits: Dataset) -> None:
