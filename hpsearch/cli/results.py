@@ -6,6 +6,7 @@ They read through read-only connections and import neither TensorFlow nor a samp
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.cli._common import (
@@ -74,8 +75,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     if fixed:  # what the trial trained with besides its params: lr_peak differs between new and older studies
         held = ", ".join(f"{k} {_short(v)}" for k, v in fixed.items())
         storage = " with the same --storage" if args.storage else ""  # never printed: it may hold a password
-        console.print(f"held fixed: {held}\ntrain it again: hpsearch retrain --study {args.study} --trial "
-                      f"{result['trial']}{storage}", markup=False, style="dim", soft_wrap=True)
+        console.print(f"held fixed: {held}\nretrain it on the whole training set: hpsearch retrain --study "
+                      f"{shlex.quote(args.study)} --trial {result['trial']}{storage}", markup=False, style="dim",
+                      soft_wrap=True)
     return 0
 
 
