@@ -30,6 +30,12 @@ MAX_IMAGE_PIXELS = 40_000_000
 EXPORT_FILES = ("model.keras", "params.json", "curves.png", "confusion_matrix.png", "classification_report.txt")
 
 
+def recorded_fixed(user_attrs: dict[str, Any]) -> dict[str, Any]:
+    """The values a trial held fixed, as it recorded them (its `fixed:NAME` attributes); empty for a trial stored
+    before they were recorded."""
+    return {k.split(":", 1)[1]: v for k, v in user_attrs.items() if k.startswith("fixed:")}
+
+
 @dataclass
 class StoredTrial:
     study: optuna.Study
@@ -39,8 +45,7 @@ class StoredTrial:
 
     def fixed_values(self) -> dict[str, Any]:
         """The values held fixed when the trial ran (recorded with it), else the spec's."""
-        recorded = {k.split(":", 1)[1]: v for k, v in self.trial.user_attrs.items() if k.startswith("fixed:")}
-        return recorded or self.spec.fixed_values()
+        return recorded_fixed(self.trial.user_attrs) or self.spec.fixed_values()
 
     def values(self) -> dict[str, Any]:
         return {**self.fixed_values(), **self.trial.params}

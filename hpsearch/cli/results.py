@@ -71,7 +71,9 @@ def cmd_best(args: argparse.Namespace) -> int:
         if key in attrs:
             table.add_row(f"[dim]{key}[/]", str(attrs[key]))
     print_output(table, args.format, console)
-    fixed = {k.split(":", 1)[1]: v for k, v in attrs.items() if k.startswith("fixed:")}
+    from hpsearch.search.results import recorded_fixed
+
+    fixed = recorded_fixed(attrs)
     if fixed:  # what the trial trained with besides its params: lr_peak differs between new and older studies
         held = ", ".join(f"{k} {_short(v)}" for k, v in fixed.items())
         storage = " with the same --storage" if args.storage else ""  # never printed: it may hold a password
