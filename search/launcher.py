@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.search.resources import LEARNING_SAMPLERS, WORKER_MEMORY_GB, Plan, plan, single_thread_cost
 from hpsearch.search.service import Progress, StudyService, start_clock
-from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, StudySpec
+from hpsearch.search.spec import CLASSES_ATTR, SPEC_ATTR, VALIDATION_ATTR, StudySpec
 from hpsearch.search.worker import (
     AWAIT_GO_ENV,
     DEFAULT_RECYCLE,
@@ -184,6 +184,8 @@ def _store_setup(study: optuna.Study, spec: StudySpec, checked: Checked | None) 
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     if checked is not None and study.user_attrs.get(CLASSES_ATTR) != checked.data.class_names:
         study.set_user_attr(CLASSES_ATTR, checked.data.class_names)  # predict names its answers by them
+    if checked is not None and study.user_attrs.get(VALIDATION_ATTR) != len(checked.data.y_val):
+        study.set_user_attr(VALIDATION_ATTR, len(checked.data.y_val))  # best: how far its noise reaches
 
 
 def measure(study: optuna.Study, spec: StudySpec, workers: int) -> Progress:

@@ -49,3 +49,18 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     if not done:
         raise ValueError("no completed trial")
     return min(done, key=lambda t: (sort_key(t.values[0], study.directions[0]), t.number))
+
+
+ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+
+
+def is_accuracy(metric: str) -> bool:
+    """True for a metric that is a fraction of images classified right (Keras's names, with or without `val_`)."""
+    return metric.lower().removeprefix("val_") in ACCURACY_NAMES
+
+
+def standard_error(accuracy: float, images: int) -> float:
+    """One standard error of an accuracy measured on `images` images (binomial): how far a model's accuracy on
+    another set of as many images would typically be from this one."""
+    p = (min(max(float(accuracy), 0.0), 1.0) * images + 1.0) / (images + 2.0)  # never 0, even at 0 or 1
+    return (p * (1.0 - p) / images) ** 0.5

@@ -51,6 +51,8 @@ SPEC_ATTR = "hpsearch_spec"
 # as the builder's published training did.
 _STORED_BEFORE: dict[str, Any] = {"cost_aware": False, "trials": DEFAULT_TRIALS, "lr_peak": 1.0}
 CLASSES_ATTR = "hpsearch_class_names"  # the data's class names, stored with the study for predict
+# How many images every trial's metric was measured on: `hpsearch best` says which trials that cannot tell apart.
+VALIDATION_ATTR = "hpsearch_validation_images"
 
 
 @dataclass

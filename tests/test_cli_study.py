@@ -36,7 +36,8 @@ def cli(study_dir: Path, *args: str, **kw):
 def test_best_json_agrees_with_the_storage(study_dir: Path) -> None:
     out = json.loads(cli(study_dir, "best", "--study", "digits-cnn", "--format", "json").stdout)
     study = optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{study_dir / 'hpsearch.db'}")
-    assert set(out) == {"study", "trial", "value", "params", "user_attrs"}
+    assert set(out) == {"study", "trial", "value", "params", "user_attrs", "validation"}
+    assert out["validation"]["images"] == 800  # 10% of the 8,000 images
     assert out["trial"] == study.best_trial.number and out["value"] == pytest.approx(study.best_value)
     assert out["params"] == study.best_trial.params
     assert out["user_attrs"]["test_accuracy"] > 0.95
@@ -44,6 +45,8 @@ def test_best_json_agrees_with_the_storage(study_dir: Path) -> None:
     assert f"trial: {out['trial']}" in yaml_out
     table = cli(study_dir, "best", "--study", "digits-cnn").stdout  # what the trial trained with, to train it again
     assert "lr_peak 3" in table and "optimizer adam" in table and "epochs 2" in table
+    assert "lr_factor" not in table  # the cycle replaces ReduceLROnPlateau: its values are not shown as used
+    assert "validation: 800 images, one standard error" in table
     assert f"hpsearch retrain --study digits-cnn --trial {out['trial']}" in table
 
 

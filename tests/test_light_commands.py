@@ -3,6 +3,7 @@ never import it (seconds of start-up and a page of C++ log lines otherwise)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,34 @@ def test_trials_says_why_each_failed_trial_failed(tmp_path: Path) -> None:
     lines = csv.stdout.splitlines()
     assert "fail_reason" in lines[0].split(",") and len(lines) == 4, csv.stdout
     assert "got 3" in lines[1] and "LAST-WORDS" in lines[2] and "stopped before it ended" in lines[3]
+
+
+def test_best_names_the_trials_its_validation_cannot_tell_from_the_best(tmp_path: Path) -> None:
+    """`hpsearch create` records how many images validate every trial; `best` gives the accuracy's standard error
+    on that many images and names the trials within one error of the best, and not those further away."""
+    from hpsearch.datasets import load_dataset
+    from hpsearch.search.ranking import standard_error
+
+    url = f"sqlite:///{tmp_path / 'noise.db'}"
+    created = run_cli("create", "--storage", url, "--study", "noise", "--model", "resnet4", "--dataset",
+                      "mnist-sample", "--trials", "5", "--epochs", "1", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr[-2000:]
+    images = len(load_dataset("mnist-sample").y_val)
+    study = optuna.load_study(study_name="noise", storage=url)
+    assert study.user_attrs["hpsearch_validation_images"] == images
+    error = standard_error(0.9, images)
+    close, far = round(0.9 - 0.6 * error, 4), round(0.9 - 1.5 * error, 4)
+    dist = optuna.distributions.IntDistribution(2, 8)
+    for filters, value, attrs in ((4, 0.9, {"test_accuracy": 0.89}), (5, close, {"test_accuracy": 0.91}),
+                                  (6, far, {})):
+        study.add_trial(optuna.trial.create_trial(params={"filters": filters}, distributions={"filters": dist},
+                                                  value=value, user_attrs=attrs))
+    table = run_cli("best", "--study", "noise", "--storage", url, env={"COLUMNS": "400"})
+    assert table.returncode == 0, table.stderr[-2000:]
+    line = next(x for x in table.stdout.splitlines() if x.startswith("validation:"))
+    assert f"{images:,} images, one standard error ±{error:.4f}" in line
+    assert "1 other trial(s) within it" in line and f"1 ({close:.4f}, test 0.9100)" in line
+    assert f"{far:.4f}" not in line
+    out = json.loads(run_cli("best", "--study", "noise", "--storage", url, "--format", "json").stdout)
+    assert out["trial"] == 0 and out["validation"]["within_one_error"] == [
+        {"trial": 1, "value": close, "test_accuracy": 0.91}]

@@ -51,7 +51,12 @@ def register_best(subparsers: Subparsers) -> None:
 def cmd_best(args: argparse.Namespace) -> int:
     from hpsearch.storage.queries import best, make_engine
 
-    result = best(make_engine(args.storage, read_only=True), args.study)
+    engine = make_engine(args.storage, read_only=True)
+    result = best(engine, args.study)
+    if "pareto_front" not in result:
+        noise = _validation_noise(engine, args.study, result)
+        if noise is not None:
+            result["validation"] = noise
     if args.format in ("json", "yaml"):
         print_output(result, args.format)
         return 0
@@ -71,9 +76,13 @@ def cmd_best(args: argparse.Namespace) -> int:
         if key in attrs:
             table.add_row(f"[dim]{key}[/]", str(attrs[key]))
     print_output(table, args.format, console)
+    if "validation" in result:
+        console.print(_noise_line(args.study, result["validation"]), markup=False, soft_wrap=True)
     from hpsearch.search.results import recorded_fixed
 
     fixed = recorded_fixed(attrs)
+    if float(fixed.get("lr_peak", 1)) > 1:  # the cycle replaces ReduceLROnPlateau: its two values go unused
+        fixed = {k: v for k, v in fixed.items() if k not in ("lr_factor", "lr_patience")}
     if fixed:  # what the trial trained with besides its params: lr_peak differs between new and older studies
         held = ", ".join(f"{k} {_short(v)}" for k, v in fixed.items())
         storage = " with the same --storage" if args.storage else ""  # never printed: it may hold a password
@@ -81,6 +90,46 @@ def cmd_best(args: argparse.Namespace) -> int:
                       f"{shlex.quote(args.study)} --trial {result['trial']}{storage}", markup=False, style="dim",
                       soft_wrap=True)
     return 0
+
+
+NOISE_LISTED = 5  # trials named in the line on the validation's noise; `trials` lists the rest
+
+
+def _validation_noise(engine: Any, study: str, result: dict[str, Any]) -> dict[str, Any] | None:
+    """How many images the best's accuracy was measured on, its standard error, and the other completed trials
+    within one standard error of it (best first): the ones that validation does not rank reliably. None when the
+    metric is not an accuracy or the study did not record its validation size (studies made before it did)."""
+    from hpsearch.search.ranking import is_accuracy, standard_error
+    from hpsearch.search.spec import SPEC_ATTR, VALIDATION_ATTR
+    from hpsearch.storage.queries import study_user_attrs, top_trials
+
+    attrs = study_user_attrs(engine, study)
+    images = attrs.get(VALIDATION_ATTR)
+    spec = attrs.get(SPEC_ATTR)
+    metric = spec.get("metric", "") if isinstance(spec, dict) else ""
+    if not isinstance(images, int) or images < 1 or not is_accuracy(metric) or result["value"] is None:
+        return None
+    error = standard_error(result["value"], images)
+    within = [{"trial": r.trial, "value": r.value, "test_accuracy": r.user_attrs.get("test_accuracy")}
+              for r in top_trials(engine, study, limit=50)
+              if r.trial != result["trial"] and abs(result["value"] - r.value) <= error]
+    return {"images": images, "standard_error": round(error, 6), "within_one_error": within}
+
+
+def _noise_line(study: str, noise: dict[str, Any]) -> str:
+    """The validation's noise in words, with the trials it cannot tell from the best."""
+    error, images, within = noise["standard_error"], noise["images"], noise["within_one_error"]
+    head = (f"validation: {images:,} images, one standard error ±{error:.4f} (about {error * images:.0f} "
+            f"images); ")
+    if not within:
+        return head + "no other trial is within it"
+    named = ", ".join(f"{w['trial']} ({w['value']:.4f}"
+                      + (f", test {w['test_accuracy']:.4f})" if w["test_accuracy"] is not None else ")")
+                      for w in within[:NOISE_LISTED])
+    more = (f" and {len(within) - NOISE_LISTED} more (hpsearch trials --study {shlex.quote(study)})"
+            if len(within) > NOISE_LISTED else "")
+    return (head + f"{len(within)} other trial(s) within it, which this validation does not rank reliably "
+            f"(a larger --validation-split narrows it): {named}{more}")
 
 
 def _print_front(study: str, result: dict[str, Any], console: Any) -> None:
