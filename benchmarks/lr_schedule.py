@@ -19,15 +19,17 @@ ReduceLROnPlateau):
              rate back to the configuration's rate over the rest (one cycle that ends where the published training
              starts, not at 0), in place of ReduceLROnPlateau
 
-`--schedules` chooses the arms (default: published, xK, warmup-xK, onecycle-xK). A configuration is
-filters_1/filters_2/units[/optimizer/learning_rate]; without the last two, Adam at 1e-3 (the builder's defaults).
+`--schedules` chooses the arms (default: published, xK, warmup-xK, onecycle-xK); `--shifts 0,0.1` runs each arm
+with the training images shifted by up to each fraction (`TrainingConfig.shift`, what `--set shift=F` trains). A
+configuration is filters_1/filters_2/units[/optimizer/learning_rate]; without the last two, Adam at 1e-3 (the
+builder's defaults).
 
 Reported: best validation accuracy over the epochs (what a trial reports) and the test accuracy of the restored
 weights, medians and ranges over the seeds. Nothing else runs in between; the arms of a seed run back to back.
 
 Run: .venv/bin/python benchmarks/lr_schedule.py [--data-dir ../shared/datasets/mnist] [--train-size 12000]
      [--epochs 3] [--seeds 0,1,2] [--configs 128/192/256,32/64/128,64/32/384/adam/0.0017] [--peak 3]
-     [--schedules published,cosine,x3,warmup-x3,onecycle-x3]
+     [--schedules published,cosine,x3,warmup-x3,onecycle-x3] [--shifts 0,0.1]
 Prints Markdown.
 """
 
@@ -97,9 +99,10 @@ def parse_config(text: str) -> dict[str, Any]:
     return values
 
 
-def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: str) -> tuple[float, float]:
+def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: str,
+          shift: float = 0.0) -> tuple[float, float]:
     """(best validation accuracy, test accuracy) of one configuration trained `epochs` epochs under `schedule`
-    (published, cosine, xK, warmup-xK or onecycle-xK)."""
+    (published, cosine, xK, warmup-xK or onecycle-xK), its training images shifted by up to `shift`."""
     import keras
 
     from hpsearch.models import TrainingConfig, get_builder
@@ -113,7 +116,8 @@ def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: s
     if kind == "x":
         values["learning_rate"] *= peak
     model = get_builder("cnn", data.input_shape, data.num_classes)(values_hyperparameters(values))
-    training = TrainingConfig(batch_size=128, epochs=epochs, lr_peak=peak if kind == "onecycle" else 1.0)
+    training = TrainingConfig(batch_size=128, epochs=epochs, lr_peak=peak if kind == "onecycle" else 1.0,
+                              shift=shift)
     steps = math.ceil(len(data.x_train) / training.batch_size)
     callbacks: list[Any] = []
     if kind == "cosine":
@@ -158,6 +162,8 @@ def main() -> None:
     parser.add_argument("--peak", type=float, default=3.0, help="K of the xK, warmup-xK and onecycle-xK arms")
     parser.add_argument("--schedules", default=None,
                         help="comma-separated arms (default: published,xK,warmup-xK,onecycle-xK)")
+    parser.add_argument("--shifts", default="0", help="comma-separated training-image shifts, each arm run with "
+                        "each (default 0: none)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from hpsearch.datasets import load_dataset
@@ -170,6 +176,8 @@ def main() -> None:
                  else ["published", f"x{k}", f"warmup-x{k}", f"onecycle-x{k}"])
     for schedule in schedules:
         parse_schedule(schedule)
+    shifts = [float(f) for f in args.shifts.split(",")]
+    arms = [(schedule, shift) for schedule in schedules for shift in shifts]
     print(f"{args.dataset}, {len(data.x_train)} training / {len(data.x_val)} validation / {len(data.x_test)} test "
           f"images, {args.epochs} epochs, batch 128, seeds {args.seeds}; load average at start "
           f"{os.getloadavg()[0]:.2f}\n")
@@ -178,14 +186,15 @@ def main() -> None:
     print("|---|---|---|---|---|")
     start = time.perf_counter()
     for config in configs:
-        results: dict[str, list[tuple[float, float, float]]] = {schedule: [] for schedule in schedules}
+        results: dict[tuple[str, float], list[tuple[float, float, float]]] = {arm: [] for arm in arms}
         for seed in seeds:
-            for schedule in results:
+            for schedule, shift in results:
                 t0 = time.perf_counter()
-                val, test = train(config, data, args.epochs, seed, schedule)
-                results[schedule].append((val, test, time.perf_counter() - t0))
-        for schedule, rows in results.items():
-            print(f"| {describe(config)} | {schedule} | {cell([r[0] for r in rows])} | "
+                val, test = train(config, data, args.epochs, seed, schedule, shift)
+                results[schedule, shift].append((val, test, time.perf_counter() - t0))
+        for (schedule, shift), rows in results.items():
+            arm = f"{schedule}, shift {shift:g}" if shift else schedule
+            print(f"| {describe(config)} | {arm} | {cell([r[0] for r in rows])} | "
                   f"{cell([r[1] for r in rows])} | {statistics.median(r[2] for r in rows):.0f} |", flush=True)
     print(f"\nTotal {time.perf_counter() - start:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
 

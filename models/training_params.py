@@ -21,10 +21,13 @@ LR_PEAK_MAX = 100.0  # held at a value: any peak from 1 up to this
 # learning-rate cycle a trial"). TrainingConfig's 1 is the published training (`hpsearch train` and studies created
 # before): the rate until ReduceLROnPlateau lowers it.
 DEFAULT_LR_PEAK = 3.0
+SHIFT_RANGE = (0.0, 0.2)  # searched, in steps of SHIFT_STEP
+SHIFT_STEP = 0.05
+SHIFT_MAX = 0.5  # held at a value: a shift of half the image at most
 
 # Names of the hyperparameters that shape training rather than the network. A study fixes them from its
 # spec unless told to search them.
-TRAINING_PARAMS = ("batch_size", "epochs", "patience", "lr_factor", "lr_patience", "lr_peak")
+TRAINING_PARAMS = ("batch_size", "epochs", "patience", "lr_factor", "lr_patience", "lr_peak", "shift")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class TrainingConfig:
     # ReduceLROnPlateau): a warm-up to lr_peak times the optimizer's rate, then a fall back to it. 1: the published
     # training (the rate until a plateau lowers it).
     lr_peak: float = 1.0
+    # Data augmentation: every training image moved by a random whole number of pixels, up to this fraction of
+    # its height and width in each direction, freshly drawn every epoch (search/training.py `Batches`); the edge
+    # pixels fill what is uncovered. 0: the images as they are. Validation, test and BatchNorm statistics see the
+    # images unshifted.
+    shift: float = 0.0
 
 
 def training_config(hp: keras_tuner.HyperParameters) -> TrainingConfig:
@@ -50,4 +58,5 @@ def training_config(hp: keras_tuner.HyperParameters) -> TrainingConfig:
         lr_factor=hp.Float("lr_factor", *LR_FACTOR_RANGE, step=0.1, default=default.lr_factor),
         lr_patience=hp.Int("lr_patience", *LR_PATIENCE_RANGE, default=default.lr_patience),
         lr_peak=hp.Float("lr_peak", *LR_PEAK_RANGE, step=0.5, default=default.lr_peak),
+        shift=hp.Float("shift", *SHIFT_RANGE, step=SHIFT_STEP, default=default.shift),
     )

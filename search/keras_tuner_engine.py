@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 import keras_tuner
+import numpy as np
 
 from hpsearch.errors import UnknownNameError, UsageError
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.precise_bn import DEFAULT_SAMPLES, PreciseBatchNorm
-from hpsearch.search.training import metric_mode, standard_callbacks
+from hpsearch.search.training import Batches, metric_mode, standard_callbacks
 
 if TYPE_CHECKING:
     from hpsearch.datasets import Dataset
@@ -46,6 +47,12 @@ class BuilderHyperModel(keras_tuner.HyperModel):
         x = args[0] if args else kwargs["x"]
         first = [PreciseBatchNorm(x, samples=self.precise_bn_samples)] if self.precise_bn_samples else []
         kwargs["callbacks"] = first + list(kwargs.get("callbacks", [])) + standard_callbacks(config, self.monitor)
+        if config.shift > 0:  # shifted batch by batch, as a trial of the optuna engine trains (search/training.py)
+            y = args[1] if len(args) > 1 else kwargs.pop("y")
+            kwargs.pop("x", None)
+            del kwargs["batch_size"]
+            seed = int(np.random.randint(2**31 - 1))
+            args = (Batches(x, y, config.batch_size, shuffle=True, seed=seed, shift=config.shift), *args[2:])
         return model.fit(*args, **kwargs)
 
 

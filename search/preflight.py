@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import UsageError
-from hpsearch.models.training_params import LR_PEAK_MAX
+from hpsearch.models.training_params import LR_PEAK_MAX, SHIFT_MAX
 
 if TYPE_CHECKING:
     from keras_tuner.engine.hyperparameters import HyperParameter
@@ -32,6 +32,7 @@ DRY_RUN_IMAGES = 16
 _TRAINING_RULES: dict[str, tuple[type, float, float]] = {
     "epochs": (int, 1, 10_000), "batch_size": (int, 1, 1_000_000), "patience": (int, 0, 10_000),
     "lr_patience": (int, 0, 10_000), "lr_factor": (float, 1e-6, 0.999999), "lr_peak": (float, 1.0, LR_PEAK_MAX),
+    "shift": (float, 0.0, SHIFT_MAX),
 }
 
 
@@ -69,10 +70,24 @@ def check_spec(spec: StudySpec, dry_run: bool = True, data: Dataset | None = Non
     spec = replace(spec, fixed={name: fixed[name] for name in spec.fixed})
     for name in ("epochs", "batch_size"):
         check_value(name, getattr(spec, name), space)
+    _check_shift(spec, data)
     defaults = {k: v for k, v in published.items() if k not in spec.fixed_values()}
     if dry_run:
         _dry_run(spec, builder, data)
     return Checked(spec, data, defaults, space)
+
+
+def _check_shift(spec: StudySpec, data: Dataset) -> None:
+    """A shift moves images: data that are not images (rows of numbers) cannot be shifted.
+
+    Raises:
+        UsageError: shift fixed above 0 or searched, on inputs with fewer than two spatial dimensions.
+    """
+    shifted = "shift" in spec.search_training or float(spec.fixed.get("shift", 0.0)) > 0
+    shape = tuple(getattr(data.x_train, "shape", ()))
+    if shifted and len(shape) < 3:
+        raise UsageError(f"shift moves images by pixels, but this data's inputs are shaped {shape} (not images "
+                         "of height x width); leave shift out (--set shift=0 and no shift in --search-training)")
 
 
 def check_fixed(builder: Any, values: dict[str, Any], model: str

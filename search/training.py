@@ -25,13 +25,27 @@ def is_streamed(x: object) -> bool:
     return not isinstance(x, np.ndarray) and hasattr(x, "paths") and hasattr(x, "read")
 
 
+def shifted(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Each image of the batch `x` (N, H, W[, C]) moved by its own random whole number of pixels, up to `fraction`
+    of H and of W in each direction; the edge pixels fill what the move uncovers."""
+    n, height, width = x.shape[:3]
+    dy, dx = round(fraction * height), round(fraction * width)
+    if dy == 0 and dx == 0:
+        return x
+    padded = np.pad(x, ((0, 0), (dy, dy), (dx, dx)) + ((0, 0),) * (x.ndim - 3), mode="edge")
+    top = rng.integers(0, 2 * dy + 1, size=n)[:, None, None] + np.arange(height)[None, :, None]
+    left = rng.integers(0, 2 * dx + 1, size=n)[:, None, None] + np.arange(width)[None, None, :]
+    return padded[np.arange(n)[:, None, None], top, left]
+
+
 class Batches(keras.utils.PyDataset):
-    """Streamed inputs (and labels) as Keras batches, reshuffled after every epoch when `shuffle`."""
+    """Inputs (and labels) as Keras batches, reshuffled after every epoch when `shuffle`, each image moved by a
+    random `shift` (a fraction of its size, `shifted`) when above 0. Arrays, or images streamed from disk."""
 
     def __init__(self, x: object, y: np.ndarray | None, batch_size: int, shuffle: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, shift: float = 0.0) -> None:
         super().__init__()
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.x, self.y, self.batch_size, self.shuffle, self.shift = x, y, batch_size, shuffle, shift
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))  # type: ignore[arg-type]
 
@@ -41,6 +55,8 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> object:
         rows = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])  # read in file order
         x = np.asarray(self.x[rows])  # type: ignore[index]
+        if self.shift > 0:
+            x = shifted(x, self.shift, self._rng)
         return x if self.y is None else (x, self.y[rows])
 
     def on_epoch_end(self) -> None:
@@ -55,8 +71,11 @@ def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: l
     Raises:
         TrialFailed: the loss became NaN or infinite.
     """
-    if is_streamed(data.x_train):  # images read from disk batch by batch (a folder larger than memory)
-        history = model.fit(Batches(data.x_train, data.y_train, config.batch_size, shuffle=True),
+    if is_streamed(data.x_train) or config.shift > 0:  # read from disk batch by batch, or shifted batch by batch
+        # keras.utils.set_random_seed seeds NumPy's global generator: a seeded fit draws the same shifts again
+        seed = int(np.random.randint(2**31 - 1)) if config.shift > 0 else 0
+        history = model.fit(Batches(data.x_train, data.y_train, config.batch_size, shuffle=True, seed=seed,
+                                    shift=config.shift),
                             epochs=config.epochs, validation_data=Batches(data.x_val, data.y_val, config.batch_size),
                             callbacks=callbacks, verbose=verbose)
     else:

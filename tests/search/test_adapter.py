@@ -60,7 +60,7 @@ def test_conditional_width_exists_only_with_enough_blocks() -> None:
         trial = optuna.trial.FixedTrial({"num_blocks": blocks, "width_1": 32, "width_2": 128, "width_3": 256,
                                          "kernel_size": 3, "optimizer": "adam", "learning_rate": 1e-3,
                                          "batch_size": 128, "epochs": 1, "patience": 3, "lr_factor": 0.2,
-                                         "lr_patience": 2, "lr_peak": 1.0})
+                                         "lr_patience": 2, "lr_peak": 1.0, "shift": 0.0})
         hp = OptunaHyperParameters(trial)
         model = builder(hp)
         assert [k for k in ("width_1", "width_2", "width_3") if k in hp.values] == \

@@ -455,7 +455,8 @@ def test_a_worker_start_takes_the_survey_its_study_keeps_after_one_build(tmp_pat
         return _dense(units)
 
     # every training hyperparameter fixed: the model's are left
-    fixed = {"epochs": 1, "batch_size": 128, "patience": 3, "lr_factor": 0.2, "lr_patience": 2, "lr_peak": 1.0}
+    fixed = {"epochs": 1, "batch_size": 128, "patience": 3, "lr_factor": 0.2, "lr_patience": 2, "lr_peak": 1.0,
+             "shift": 0.0}
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
 
     def kept() -> dict | None:

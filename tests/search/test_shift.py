@@ -1,0 +1,134 @@
+"""`shift`: training images moved by random whole pixels, validation and test images left as they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.datasets import Dataset, load_dataset
+from hpsearch.models import TrainingConfig
+from hpsearch.search import training
+from hpsearch.search.keras_tuner_engine import make_tuner
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.training import Batches, fit_and_evaluate, shifted
+
+
+def ramps(n: int, height: int = 20, width: int = 20) -> np.ndarray:
+    """n images whose pixel (r, c) holds 100 r + c: where a pixel came from can be read off its value."""
+    one = 100.0 * np.arange(height)[:, None] + np.arange(width)[None, :]
+    return np.repeat(one[None, :, :, None], n, axis=0)
+
+
+def test_every_image_moves_by_at_most_the_fraction_with_its_edges_filling_the_rest() -> None:
+    x = ramps(200)
+    out = shifted(x, 0.1, np.random.default_rng(0))  # up to 2 of 20 pixels each way
+    assert out.shape == x.shape and np.array_equal(x, ramps(200))  # the batch given is left alone
+    moves = set()
+    rows, cols = np.arange(20), np.arange(20)
+    for image in out[..., 0]:
+        dy, dx = int(image[10, 10] // 100) - 10, int(image[10, 10] % 100) - 10  # where the centre came from
+        assert abs(dy) <= 2 and abs(dx) <= 2
+        expected = 100.0 * np.clip(rows + dy, 0, 19)[:, None] + np.clip(cols + dx, 0, 19)[None, :]
+        assert np.array_equal(image, expected)  # moved whole, the uncovered side repeats the edge
+        moves.add((dy, dx))
+    assert len(moves) >= 20  # of the 25 possible moves: each image draws its own
+
+
+def test_labels_travel_with_their_images_and_every_epoch_draws_new_moves() -> None:
+    n = 64
+    x = ramps(n) + 10_000.0 * np.arange(n)[:, None, None, None]  # image i carries i in its values
+    y = np.arange(n)
+    batches = Batches(x, y, 16, shuffle=True, seed=1, shift=0.1)
+    first = [batches[i] for i in range(len(batches))]
+    for xb, yb in first:
+        assert np.array_equal(xb[:, 10, 10, 0] // 10_000, yb)
+    assert sorted(np.concatenate([yb for _, yb in first]).tolist()) == list(range(n))
+    batches.on_epoch_end()
+    again = {int(label): image for xb, yb in (batches[i] for i in range(len(batches)))
+             for label, image in zip(yb, xb, strict=True)}
+    before = {int(label): image for xb, yb in first for label, image in zip(yb, xb, strict=True)}
+    assert sum(not np.array_equal(before[i], again[i]) for i in range(n)) > n // 2
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir: Path) -> Dataset:
+    return load_dataset("mnist", mnist_dir, 1024, 0.1, 0)
+
+
+def test_a_fit_shifts_the_training_batches_only(digits: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every training batch of every epoch is shifted, nothing else is, and the digits are still learnt."""
+    calls: list[tuple[int, ...]] = []
+
+    def counted(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+        calls.append(x.shape)
+        return shifted(x, fraction, rng)
+
+    monkeypatch.setattr(training, "shifted", counted)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    config = TrainingConfig(batch_size=64, epochs=2, patience=2, shift=0.1)
+    result = fit_and_evaluate(model, digits, config)
+    steps = -(-len(digits.x_train) // 64)
+    assert len(calls) == 2 * steps and sum(shape[0] for shape in calls) == 2 * len(digits.x_train)
+    assert result.epochs_run == 2 and result.test_accuracy > 0.6 and result.val_accuracy > 0.6
+
+
+def test_the_keras_tuner_engine_shifts_the_training_batches_too(tmp_path: Path, digits: Dataset,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def counted(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+        calls.append(len(x))
+        return shifted(x, fraction, rng)
+
+    monkeypatch.setattr(training, "shifted", counted)
+    spec = StudySpec(study="kt", model="cnn", dataset="mnist", trials=1, epochs=1,
+                     fixed={"shift": 0.1, "filters_1": 32, "filters_2": 32, "units": 64})
+    tuner = make_tuner("random", spec, digits, tmp_path)
+    tuner.search(digits.x_train, digits.y_train, validation_data=(digits.x_val, digits.y_val), verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED" and trial.hyperparameters.values["shift"] == 0.1
+    assert sum(calls) == len(digits.x_train)  # one epoch of training batches, all shifted; validation not
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--set", "shift=0.6"], "shift must be a number from 0 to 0.5"),
+    (["--set", "shift=-0.1"], "shift must be a number from 0 to 0.5"),
+])
+def test_a_shift_out_of_range_stops_at_the_door(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                flags: list[str], expected: str) -> None:
+    code = main(["run", "--storage", f"sqlite:///{tmp_path / 'hp.db'}", "--study", "s", "--model", "cnn",
+                 "--dataset", "mnist-sample", "--trials", "1", "--epochs", "1", *flags])
+    assert code == 2 and expected in capsys.readouterr().err
+
+
+FEATURES_BUILDER = '''
+import keras
+
+
+def build(hp):
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(hp.Int("units", 8, 32), activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+'''
+
+
+@pytest.mark.parametrize("flags", [["--set", "shift=0.1"], ["--search-training", "shift"]])
+def test_a_shift_on_data_that_are_not_images_stops_at_the_door(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               flags: list[str]) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", x_train=rng.random((300, 64), dtype=np.float32), y_train=np.arange(300) % 10)
+    (tmp_path / "features.py").write_text(FEATURES_BUILDER)
+    code = main(["run", "--storage", f"sqlite:///{tmp_path / 'hp.db'}", "--study", "s", "--model",
+                 f"{tmp_path / 'features.py'}:build", "--dataset", f"npz:{tmp_path / 'f.npz'}", "--trials", "1",
+                 "--epochs", "1", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and "shift moves images by pixels, but this data's inputs are shaped (" in err, err
