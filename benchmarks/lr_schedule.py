@@ -177,6 +177,8 @@ def main() -> None:
     for schedule in schedules:
         parse_schedule(schedule)
     shifts = [float(f) for f in args.shifts.split(",")]
+    if any(not 0.0 <= f <= 0.5 for f in shifts):
+        raise SystemExit(f"--shifts: each from 0 to 0.5 (a fraction of the image's size), got {args.shifts}")
     arms = [(schedule, shift) for schedule in schedules for shift in shifts]
     print(f"{args.dataset}, {len(data.x_train)} training / {len(data.x_val)} validation / {len(data.x_test)} test "
           f"images, {args.epochs} epochs, batch 128, seeds {args.seeds}; load average at start "

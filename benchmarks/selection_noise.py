@@ -6,8 +6,9 @@ Reads every `events-*.jsonl` of the search races (benchmarks/results/race/ and c
 completed trials that ended within its budget and have a test accuracy, and takes every pair among a run's `--top`
 best by validation. Pairs are grouped by their validation gap in standard errors of the better one's accuracy
 (binomial, on the run's validation images: 10% of its training images, as the races split them; `hpsearch best`
-lists the trials within one). For each group: how often the trial that validated higher also tests higher, and by
-how much the two differ on the 10,000 test images. No training: it reads what the races measured.
+lists the trials within one). For each group: how often the trial that validated higher also tests higher (ties on
+test counted apart), and by how much the two differ on the 10,000 test images. Pairs of one run share trials, so
+they are not independent draws. No training: it reads what the races measured.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def main() -> None:
     table = []
     print(f"{len(found)} runs, their {args.top} best trials by validation paired\n")
     print("| validation gap (standard errors) | pairs | gap in images, median | higher validation tests higher "
-          "| test difference, mean (higher minus lower) | test difference, mean size |")
-    print("|---|---|---|---|---|---|")
+          "| test ties | test difference, mean (higher minus lower) | test difference, mean size |")
+    print("|---|---|---|---|---|---|---|")
     for _, label in GROUPS:
         got = groups[label]
         if not got:
@@ -91,7 +92,7 @@ def main() -> None:
                "test_difference_mean_size": statistics.mean(abs(d) for d in diffs)}
         table.append(row)
         print(f"| {label} | {row['pairs']} | {row['gap_images_median']:.0f} | {row['higher_tests_higher']:.0%} "
-              f"| {100 * row['test_difference_mean']:+.2f} points | {100 * row['test_difference_mean_size']:.2f} "
+              f"| {row['test_ties']} | {100 * row['test_difference_mean']:+.2f} points | {100 * row['test_difference_mean_size']:.2f} "
               "points |")
     Path(args.out).write_text(json.dumps({"top": args.top, "runs": [r["run"] for r in found], "groups": table},
                                          indent=1) + "\n")

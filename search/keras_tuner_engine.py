@@ -48,11 +48,13 @@ class BuilderHyperModel(keras_tuner.HyperModel):
         first = [PreciseBatchNorm(x, samples=self.precise_bn_samples)] if self.precise_bn_samples else []
         kwargs["callbacks"] = first + list(kwargs.get("callbacks", [])) + standard_callbacks(config, self.monitor)
         if config.shift > 0:  # shifted batch by batch, as a trial of the optuna engine trains (search/training.py)
-            y = args[1] if len(args) > 1 else kwargs.pop("y")
+            y = args[1] if len(args) > 1 else kwargs.pop("y", None)
+            if y is None:
+                raise UsageError("shift needs the training images and labels as arrays (x and y)")
             kwargs.pop("x", None)
-            del kwargs["batch_size"]
+            kwargs.setdefault("validation_batch_size", kwargs.pop("batch_size"))  # Keras would validate by 32s
             seed = int(np.random.randint(2**31 - 1))
-            args = (Batches(x, y, config.batch_size, shuffle=True, seed=seed, shift=config.shift), *args[2:])
+            args = (Batches(x, y, config.batch_size, shuffle=True, seed=seed, shift=config.shift), None, *args[2:])
         return model.fit(*args, **kwargs)
 
 

@@ -70,24 +70,28 @@ def check_spec(spec: StudySpec, dry_run: bool = True, data: Dataset | None = Non
     spec = replace(spec, fixed={name: fixed[name] for name in spec.fixed})
     for name in ("epochs", "batch_size"):
         check_value(name, getattr(spec, name), space)
-    _check_shift(spec, data)
+    check_shift(float(spec.fixed.get("shift", 0.0)), "shift" in spec.search_training, data.x_train)
     defaults = {k: v for k, v in published.items() if k not in spec.fixed_values()}
     if dry_run:
         _dry_run(spec, builder, data)
     return Checked(spec, data, defaults, space)
 
 
-def _check_shift(spec: StudySpec, data: Dataset) -> None:
-    """A shift moves images: data that are not images (rows of numbers) cannot be shifted.
+def check_shift(shift: float, searched: bool, x: object) -> None:
+    """A shift moves images by whole pixels: data that are not images (rows of numbers) cannot be shifted, and a
+    fixed shift must move the images by a pixel at least.
 
     Raises:
-        UsageError: shift fixed above 0 or searched, on inputs with fewer than two spatial dimensions.
+        UsageError: shift fixed above 0 or searched, on inputs with fewer than two spatial dimensions; or a fixed
+            shift that comes to less than a pixel on these images.
     """
-    shifted = "shift" in spec.search_training or float(spec.fixed.get("shift", 0.0)) > 0
-    shape = tuple(getattr(data.x_train, "shape", ()))
-    if shifted and len(shape) < 3:
+    shape = tuple(getattr(x, "shape", ()))
+    if (searched or shift > 0) and len(shape) < 3:
         raise UsageError(f"shift moves images by pixels, but this data's inputs are shaped {shape} (not images "
                          "of height x width); leave shift out (--set shift=0 and no shift in --search-training)")
+    if shift > 0 and int(shift * min(shape[1:3])) == 0:
+        raise UsageError(f"shift {shift:g} moves these {shape[1]}x{shape[2]} images by less than a pixel; use at "
+                         f"least {1 / min(shape[1:3]):.3g} (one pixel), or 0 for none")
 
 
 def check_fixed(builder: Any, values: dict[str, Any], model: str

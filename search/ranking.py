@@ -60,7 +60,8 @@ def is_accuracy(metric: str) -> bool:
 
 
 def standard_error(accuracy: float, images: int) -> float:
-    """One standard error of an accuracy measured on `images` images (binomial): how far a model's accuracy on
-    another set of as many images would typically be from this one."""
+    """One standard error of an accuracy measured on `images` images (binomial): how far such a measure typically
+    lies from the model's true accuracy (two models on the same images differ by more than chance only well beyond
+    it; within it, the rule of thumb `hpsearch best` uses, they are not told apart)."""
     p = (min(max(float(accuracy), 0.0), 1.0) * images + 1.0) / (images + 2.0)  # never 0, even at 0 or 1
     return (p * (1.0 - p) / images) ** 0.5

@@ -27,9 +27,9 @@ def is_streamed(x: object) -> bool:
 
 def shifted(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Each image of the batch `x` (N, H, W[, C]) moved by its own random whole number of pixels, up to `fraction`
-    of H and of W in each direction; the edge pixels fill what the move uncovers."""
+    of H and of W (rounded down) in each direction; the edge pixels fill what the move uncovers."""
     n, height, width = x.shape[:3]
-    dy, dx = round(fraction * height), round(fraction * width)
+    dy, dx = int(fraction * height), int(fraction * width)
     if dy == 0 and dx == 0:
         return x
     padded = np.pad(x, ((0, 0), (dy, dy), (dx, dx)) + ((0, 0),) * (x.ndim - 3), mode="edge")

@@ -145,16 +145,20 @@ def test_best_names_the_trials_its_validation_cannot_tell_from_the_best(tmp_path
     error = standard_error(0.9, images)
     close, far = round(0.9 - 0.6 * error, 4), round(0.9 - 1.5 * error, 4)
     dist = optuna.distributions.IntDistribution(2, 8)
-    for filters, value, attrs in ((4, 0.9, {"test_accuracy": 0.89}), (5, close, {"test_accuracy": 0.91}),
+    peak = optuna.distributions.FloatDistribution(1.0, 5.0)  # searched: the best trial cycled to 3x
+    held = {"fixed:epochs": 1, "fixed:lr_factor": 0.2, "fixed:lr_patience": 2}
+    for filters, value, attrs in ((4, 0.9, {"test_accuracy": 0.89, **held}), (5, close, {"test_accuracy": 0.91}),
                                   (6, far, {})):
-        study.add_trial(optuna.trial.create_trial(params={"filters": filters}, distributions={"filters": dist},
-                                                  value=value, user_attrs=attrs))
+        study.add_trial(optuna.trial.create_trial(params={"filters": filters, "lr_peak": 3.0}, value=value,
+                                                  distributions={"filters": dist, "lr_peak": peak}, user_attrs=attrs))
     table = run_cli("best", "--study", "noise", "--storage", url, env={"COLUMNS": "400"})
     assert table.returncode == 0, table.stderr[-2000:]
     line = next(x for x in table.stdout.splitlines() if x.startswith("validation:"))
     assert f"{images:,} images, one standard error ±{error:.4f}" in line
     assert "1 other trial(s) within it" in line and f"1 ({close:.4f}, test 0.9100)" in line
     assert f"{far:.4f}" not in line
+    fixed = next(x for x in table.stdout.splitlines() if x.startswith("held fixed:"))
+    assert fixed == "held fixed: epochs 1"  # a searched lr_peak above 1 cycles: the plateau's values go unused
     out = json.loads(run_cli("best", "--study", "noise", "--storage", url, "--format", "json").stdout)
     assert out["trial"] == 0 and out["validation"]["within_one_error"] == [
         {"trial": 1, "value": close, "test_accuracy": 0.91}]

@@ -81,7 +81,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     from hpsearch.search.results import recorded_fixed
 
     fixed = recorded_fixed(attrs)
-    if float(fixed.get("lr_peak", 1)) > 1:  # the cycle replaces ReduceLROnPlateau: its two values go unused
+    if float({**fixed, **result["params"]}.get("lr_peak", 1)) > 1:  # the cycle replaces ReduceLROnPlateau
         fixed = {k: v for k, v in fixed.items() if k not in ("lr_factor", "lr_patience")}
     if fixed:  # what the trial trained with besides its params: lr_peak differs between new and older studies
         held = ", ".join(f"{k} {_short(v)}" for k, v in fixed.items())
@@ -93,32 +93,40 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 NOISE_LISTED = 5  # trials named in the line on the validation's noise; `trials` lists the rest
+NOISE_READ = 500  # trials read to find those within the noise: beyond it, "or more"
 
 
 def _validation_noise(engine: Any, study: str, result: dict[str, Any]) -> dict[str, Any] | None:
     """How many images the best's accuracy was measured on, its standard error, and the other completed trials
     within one standard error of it (best first): the ones that validation does not rank reliably. None when the
-    metric is not an accuracy or the study did not record its validation size (studies made before it did)."""
+    metric is not a validation accuracy, or the study did not record its validation size (studies made before it
+    did) or cannot be read for it."""
+    from hpsearch.errors import HpsearchError
     from hpsearch.search.ranking import is_accuracy, standard_error
     from hpsearch.search.spec import SPEC_ATTR, VALIDATION_ATTR
     from hpsearch.storage.queries import study_user_attrs, top_trials
 
-    attrs = study_user_attrs(engine, study)
+    try:
+        attrs = study_user_attrs(engine, study)
+    except HpsearchError:  # an attribute edited by hand: the best trial is still worth printing
+        return None
     images = attrs.get(VALIDATION_ATTR)
     spec = attrs.get(SPEC_ATTR)
-    metric = spec.get("metric", "") if isinstance(spec, dict) else ""
-    if not isinstance(images, int) or images < 1 or not is_accuracy(metric) or result["value"] is None:
+    metric = str(spec.get("metric", "")) if isinstance(spec, dict) else ""
+    if not isinstance(images, int) or images < 1 or not metric.startswith("val_") or not is_accuracy(metric):
         return None
     error = standard_error(result["value"], images)
+    rows = top_trials(engine, study, limit=NOISE_READ)
     within = [{"trial": r.trial, "value": r.value, "test_accuracy": r.user_attrs.get("test_accuracy")}
-              for r in top_trials(engine, study, limit=50)
-              if r.trial != result["trial"] and abs(result["value"] - r.value) <= error]
-    return {"images": images, "standard_error": round(error, 6), "within_one_error": within}
+              for r in rows if r.trial != result["trial"] and abs(result["value"] - r.value) <= error]
+    return {"images": images, "standard_error": round(error, 6), "within_one_error": within,
+            "more_not_read": len(rows) == NOISE_READ and len(within) == NOISE_READ - 1}
 
 
 def _noise_line(study: str, noise: dict[str, Any]) -> str:
     """The validation's noise in words, with the trials it cannot tell from the best."""
     error, images, within = noise["standard_error"], noise["images"], noise["within_one_error"]
+    count = f"{len(within)}{' or more' if noise['more_not_read'] else ''}"
     head = (f"validation: {images:,} images, one standard error ±{error:.4f} (about {error * images:.0f} "
             f"images); ")
     if not within:
@@ -126,10 +134,9 @@ def _noise_line(study: str, noise: dict[str, Any]) -> str:
     named = ", ".join(f"{w['trial']} ({w['value']:.4f}"
                       + (f", test {w['test_accuracy']:.4f})" if w["test_accuracy"] is not None else ")")
                       for w in within[:NOISE_LISTED])
-    more = (f" and {len(within) - NOISE_LISTED} more (hpsearch trials --study {shlex.quote(study)})"
-            if len(within) > NOISE_LISTED else "")
-    return (head + f"{len(within)} other trial(s) within it, which this validation does not rank reliably "
-            f"(a larger --validation-split narrows it): {named}{more}")
+    more = (f" and more (hpsearch trials --study {shlex.quote(study)})" if len(within) > NOISE_LISTED else "")
+    return (head + f"{count} other trial(s) within it, which this validation does not rank reliably (a new study "
+            f"with a larger --validation-split narrows it): {named}{more}")
 
 
 def _print_front(study: str, result: dict[str, Any], console: Any) -> None:

@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from hpsearch.datasets import load_dataset
     from hpsearch.models import get_builder, training_config
-    from hpsearch.search.preflight import check_fixed
+    from hpsearch.search.preflight import check_fixed, check_shift
     from hpsearch.search.reports import classification_report, plot_confusion, plot_curves
     from hpsearch.search.training import fit_and_evaluate
     from hpsearch.storage.outputs import prepare_output_dir, writing_to
@@ -80,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         options = {"weights": args.weights} if args.weights else {}
         builder = get_builder(args.model, data.input_shape, data.num_classes, **options)
         values = check_fixed(builder, values, args.model)[0]  # names, types and ranges, as a study checks them
+        check_shift(float(values.get("shift", 0.0)), False, data.x_train)
         for name, value in values.items():
             hp.Fixed(name, value)
         model = builder(hp)

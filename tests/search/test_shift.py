@@ -54,6 +54,17 @@ def test_labels_travel_with_their_images_and_every_epoch_draws_new_moves() -> No
     assert sum(not np.array_equal(before[i], again[i]) for i in range(n)) > n // 2
 
 
+def test_the_same_seed_draws_the_same_moves_and_another_seed_others() -> None:
+    x, y = ramps(32), np.arange(32)
+
+    def epoch(seed: int) -> list[np.ndarray]:
+        batches = Batches(x, y, 8, shuffle=True, seed=seed, shift=0.1)
+        return [batches[i][0] for i in range(len(batches))]
+
+    assert all(np.array_equal(a, b) for a, b in zip(epoch(3), epoch(3), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch(3), epoch(4), strict=True))
+
+
 @pytest.fixture(scope="module")
 def digits(mnist_dir: Path) -> Dataset:
     return load_dataset("mnist", mnist_dir, 1024, 0.1, 0)
@@ -107,6 +118,7 @@ def test_the_keras_tuner_engine_shifts_the_training_batches_too(tmp_path: Path, 
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--set", "shift=0.6"], "shift must be a number from 0 to 0.5"),
     (["--set", "shift=-0.1"], "shift must be a number from 0 to 0.5"),
+    (["--set", "shift=0.02"], "shift 0.02 moves these 28x28 images by less than a pixel; use at least 0.0357"),
 ])
 def test_a_shift_out_of_range_stops_at_the_door(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                 flags: list[str], expected: str) -> None:
@@ -138,3 +150,21 @@ def test_a_shift_on_data_that_are_not_images_stops_at_the_door(tmp_path: Path, c
                  "--epochs", "1", *flags])
     err = capsys.readouterr().err
     assert code == 2 and "shift moves images by pixels, but this data's inputs are shaped (" in err, err
+
+
+@pytest.mark.integration
+def test_a_study_with_a_shift_records_it_with_every_trial(tmp_path: Path) -> None:
+    """As a user types it: the check before the study passes, the trial trains shifted and records the value."""
+    import optuna
+
+    from tests.conftest import run_cli
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    result = run_cli("run", "--storage", url, "--study", "shifted", "--model", "resnet4", "--dataset",
+                     "mnist-sample", "--trials", "1", "--epochs", "1", "--workers", "1", "--set", "shift=0.1",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (trial,) = optuna.load_study(study_name="shifted", storage=url).get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["fixed:shift"] == 0.1
+    best = run_cli("best", "--study", "shifted", "--storage", url, env={"COLUMNS": "400"})
+    assert "shift 0.1" in best.stdout
