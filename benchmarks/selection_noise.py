@@ -92,8 +92,8 @@ def main() -> None:
                "test_difference_mean_size": statistics.mean(abs(d) for d in diffs)}
         table.append(row)
         print(f"| {label} | {row['pairs']} | {row['gap_images_median']:.0f} | {row['higher_tests_higher']:.0%} "
-              f"| {row['test_ties']} | {100 * row['test_difference_mean']:+.2f} points | {100 * row['test_difference_mean_size']:.2f} "
-              "points |")
+              f"| {row['test_ties']} | {100 * row['test_difference_mean']:+.2f} points "
+              f"| {100 * row['test_difference_mean_size']:.2f} points |")
     Path(args.out).write_text(json.dumps({"top": args.top, "runs": [r["run"] for r in found], "groups": table},
                                          indent=1) + "\n")
     print(f"\nwritten: {args.out}")
