@@ -18,20 +18,19 @@ import json
 import math
 import re
 import statistics
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hpsearch.search.ranking import standard_error  # noqa: E402 - the one `hpsearch best` uses; imports no Keras
+
 RESULTS = ROOT / "benchmarks" / "results"
 SETTING = re.compile(r"^(?P<data>.+)-(?P<size>\d+)-e\d+-b(?P<budget>\d+)$")
 EVENTS = re.compile(r"^events-(?P<method>.+)-(?P<seed>\d+)\.jsonl$")
 # Gap groups, in standard errors: (upper bound, label); a gap of 0 (a tie on validation) is left out.
 GROUPS = ((0.5, "up to 0.5"), (1.0, "0.5 to 1"), (2.0, "1 to 2"), (math.inf, "above 2"))
-
-
-def standard_error(accuracy: float, images: int) -> float:
-    """As `hpsearch best` computes it (search/ranking.py), without importing the package."""
-    p = (accuracy * images + 1.0) / (images + 2.0)
-    return (p * (1.0 - p) / images) ** 0.5
 
 
 def runs(top: int) -> list[dict]:
