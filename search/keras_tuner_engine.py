@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 import keras_tuner
-import numpy as np
 
 from hpsearch.errors import UnknownNameError, UsageError
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.precise_bn import DEFAULT_SAMPLES, PreciseBatchNorm
-from hpsearch.search.training import Batches, metric_mode, standard_callbacks
+from hpsearch.search.training import metric_mode, standard_callbacks, training_batches
 
 if TYPE_CHECKING:
     from hpsearch.datasets import Dataset
@@ -53,8 +52,7 @@ class BuilderHyperModel(keras_tuner.HyperModel):
                 raise UsageError("shift needs the training images and labels as arrays (x and y)")
             kwargs.pop("x", None)
             kwargs.setdefault("validation_batch_size", kwargs.pop("batch_size"))  # Keras would validate by 32s
-            seed = int(np.random.randint(2**31 - 1))
-            args = (Batches(x, y, config.batch_size, shuffle=True, seed=seed, shift=config.shift), None, *args[2:])
+            args = (training_batches(x, y, config), None, *args[2:])
         return model.fit(*args, **kwargs)
 
 

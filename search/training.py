@@ -64,6 +64,14 @@ class Batches(keras.utils.PyDataset):
             self._order = self._rng.permutation(len(self._order))
 
 
+def training_batches(x: object, y: np.ndarray, config: TrainingConfig) -> Batches:
+    """The training images as shuffled batches, shifted by `config.shift` (both engines train on these when a
+    shift is asked for)."""
+    # keras.utils.set_random_seed seeds NumPy's global generator: a seeded fit draws the same shifts again
+    seed = int(np.random.randint(2**31 - 1)) if config.shift > 0 else 0
+    return Batches(x, y, config.batch_size, shuffle=True, seed=seed, shift=config.shift)
+
+
 def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: list[keras.callbacks.Callback],
          verbose: int | str) -> dict[str, list[float]]:
     """`model.fit` on the training split, validating every epoch; the logs as floats.
@@ -72,10 +80,7 @@ def _fit(model: keras.Model, data: Dataset, config: TrainingConfig, callbacks: l
         TrialFailed: the loss became NaN or infinite.
     """
     if is_streamed(data.x_train) or config.shift > 0:  # read from disk batch by batch, or shifted batch by batch
-        # keras.utils.set_random_seed seeds NumPy's global generator: a seeded fit draws the same shifts again
-        seed = int(np.random.randint(2**31 - 1)) if config.shift > 0 else 0
-        history = model.fit(Batches(data.x_train, data.y_train, config.batch_size, shuffle=True, seed=seed,
-                                    shift=config.shift),
+        history = model.fit(training_batches(data.x_train, data.y_train, config),
                             epochs=config.epochs, validation_data=Batches(data.x_val, data.y_val, config.batch_size),
                             callbacks=callbacks, verbose=verbose)
     else:
