@@ -100,9 +100,10 @@ def parse_config(text: str) -> dict[str, Any]:
 
 
 def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: str,
-          shift: float = 0.0) -> tuple[float, float]:
-    """(best validation accuracy, test accuracy) of one configuration trained `epochs` epochs under `schedule`
-    (published, cosine, xK, warmup-xK or onecycle-xK), its training images shifted by up to `shift`."""
+          shift: float = 0.0) -> tuple[float, float, int]:
+    """(best validation accuracy, test accuracy, epochs run) of one configuration trained at most `epochs` epochs
+    under `schedule` (published, cosine, xK, warmup-xK or onecycle-xK), its training images shifted by up to
+    `shift`."""
     import keras
 
     from hpsearch.models import TrainingConfig, get_builder
@@ -125,7 +126,7 @@ def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: s
     elif kind == "warmup":
         callbacks = [warm_up(steps, peak)]
     result = fit_and_evaluate(model, data, training, callbacks=callbacks)
-    return result.val_accuracy, result.test_accuracy
+    return result.val_accuracy, result.test_accuracy, result.epochs_run
 
 
 def parse_schedule(schedule: str) -> tuple[str, float]:
@@ -192,8 +193,11 @@ def main() -> None:
         for seed in seeds:
             for schedule, shift in results:
                 t0 = time.perf_counter()
-                val, test = train(config, data, args.epochs, seed, schedule, shift)
+                val, test, epochs_run = train(config, data, args.epochs, seed, schedule, shift)
                 results[schedule, shift].append((val, test, time.perf_counter() - t0))
+                print(f"{describe(config)}, seed {seed}, {schedule}, shift {shift:g}: best validation {val:.4f}, "
+                      f"test {test:.4f}, {epochs_run} epochs, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                      flush=True)
         for (schedule, shift), rows in results.items():
             arm = f"{schedule}, shift {shift:g}" if shift else schedule
             print(f"| {describe(config)} | {arm} | {cell([r[0] for r in rows])} | "

@@ -196,6 +196,29 @@ class OneCycle(keras.callbacks.Callback):
             return
         self.model.optimizer.learning_rate.assign(self.rate_at(self.epoch * self.steps + batch))
 
+    def rising(self) -> bool:
+        """Whether the epoch under way ends before the rate's peak (the warm-up's epochs)."""
+        return not self.skipped and (self.epoch + 1) * self.steps < max(1, self.total // 3)
+
+
+class Stopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that does not stop a learning-rate cycle on its way up: while `cycle` warms the rate up, a
+    validation that does not improve is what a rising rate does, not a plateau, so patience counts from the peak
+    (the best weights are still kept from every epoch). Without this, a 15-epoch trial whose validation stalls
+    during the 5 warm-up epochs stopped before the rate came down, where a cycle's gain is."""
+
+    def __init__(self, cycle: OneCycle | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.cycle = cycle
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        stopping = self.model.stop_training  # another callback's stop (NaN, a pruner) stays
+        super().on_epoch_end(epoch, logs)
+        if self.cycle is not None and self.cycle.rising():
+            self.wait = 0
+            if not stopping and self.model.stop_training:
+                self.model.stop_training, self.stopped_epoch = False, 0
+
 
 class PlateauRate(keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau that leaves an optimizer with a learning-rate schedule of its own to that schedule (Keras
@@ -208,14 +231,14 @@ class PlateauRate(keras.callbacks.ReduceLROnPlateau):
 
 def standard_callbacks(config: TrainingConfig, monitor: str = "val_accuracy") -> list[keras.callbacks.Callback]:
     """Early stopping (best weights restored) and ReduceLROnPlateau, as the seed CNN search trained; with
-    `lr_peak` above 1, one learning-rate cycle over the fit (`OneCycle`) instead of ReduceLROnPlateau."""
+    `lr_peak` above 1, one learning-rate cycle over the fit (`OneCycle`) instead of ReduceLROnPlateau, and early
+    stopping that waits for the cycle's peak (`Stopping`)."""
     mode = metric_mode(monitor)
-    rate: keras.callbacks.Callback = (
-        OneCycle(config.lr_peak) if config.lr_peak > 1 else
-        PlateauRate(monitor=monitor, mode=mode, factor=config.lr_factor, patience=config.lr_patience, min_lr=1e-6))
+    cycle = OneCycle(config.lr_peak) if config.lr_peak > 1 else None
+    rate = cycle or PlateauRate(monitor=monitor, mode=mode, factor=config.lr_factor, patience=config.lr_patience,
+                                min_lr=1e-6)
     return [keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience,
-                                          restore_best_weights=True),
+            Stopping(cycle, monitor=monitor, mode=mode, patience=config.patience, restore_best_weights=True),
             rate]
 
 

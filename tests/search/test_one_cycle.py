@@ -185,3 +185,36 @@ def test_a_study_created_before_the_cycle_keeps_its_training_when_run_again_with
     study = optuna.load_study(study_name="old", storage=url)
     assert study.user_attrs[SPEC_ATTR]["lr_peak"] == 1.0
     assert [t.user_attrs.get("fixed:lr_peak") for t in study.trials] == [1.0, 1.0], study.trials
+
+
+def still_model(rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-12) -> keras.Model:
+    """A classifier trained at a rate too small to move it: every validation after the first is a plateau."""
+    inputs = keras.Input((28, 28, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize(("lr_peak", "scheduled", "epochs_run"), [
+    (3.0, False, 5),  # 15 epochs: the rate rises over the first 5; patience 1 counts from the 5th, the peak's
+    (1.0, False, 2),  # the published training: stopped at the first plateau
+    (3.0, True, 2),  # a schedule of the optimizer's own: no cycle, so nothing to wait for
+])
+def test_early_stopping_waits_for_the_cycles_peak(digits: Dataset, lr_peak: float, scheduled: bool,
+                                                 epochs_run: int) -> None:
+    keras.utils.set_random_seed(0)
+    rate = keras.optimizers.schedules.ExponentialDecay(1e-12, 10, 0.9) if scheduled else 1e-12
+    config = TrainingConfig(batch_size=256, epochs=15, patience=1, lr_peak=lr_peak)
+    result = fit_and_evaluate(still_model(rate), digits, config)
+    assert result.epochs_run == epochs_run
+    assert len(set(result.history["val_accuracy"])) == 1  # the plateau the stop answers
+
+
+def test_a_diverged_cycle_stops_during_its_warm_up(digits: Dataset) -> None:
+    """Waiting for the peak holds early stopping only: a loss gone NaN still ends the fit in its first epoch."""
+    log = RateLog()
+    with pytest.raises(TrialFailed, match="in epoch 1"):
+        fit_and_evaluate(small_cnn(1e6, keras.optimizers.SGD), digits,
+                         TrainingConfig(batch_size=64, epochs=15, lr_peak=3.0), callbacks=[log])
+    assert 0 < len(log.rates) <= np.ceil(len(digits.x_train) / 64)  # no batch of a second epoch ran
