@@ -28,6 +28,8 @@ Methods:
   hpsearch-1cycle (extra) hpsearch-cost with `--set lr_peak=3`: one learning-rate cycle a trial, a warm-up to 3
                   times the sampled rate over the first third of the steps, then a fall back to it (the
                   defaults since 2026-11-27, with --timeout)
+  hpsearch-shift  (extra) hpsearch's defaults with `--set shift=0.1`: every training image moved by up to 10% of
+                  its size each way, drawn again every epoch (data augmentation)
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2; hpsearch's
@@ -76,7 +78,8 @@ EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1", *_PUBLISHED], "hpsearch-2w": ["
                "hpsearch-nocost": ["--no-cost-aware", *_PUBLISHED],
                "hpsearch-b64": [*_COST, "--batch-size", "64", *_PUBLISHED],
                "hpsearch-1cycle": [*_COST, "--set", "lr_peak=3"],
-               "hpsearch-bs": [*_COST, "--search-training", "batch_size", *_PUBLISHED]}
+               "hpsearch-bs": [*_COST, "--search-training", "batch_size", *_PUBLISHED],
+               "hpsearch-shift": ["--set", "shift=0.1"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
@@ -307,7 +310,8 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
            "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson",
-           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "darkorange"}
+           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "darkorange",
+           "hpsearch-shift": "magenta"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:
