@@ -17,7 +17,8 @@ ReduceLROnPlateau):
   onecycle-xK  what `--set lr_peak=K` trains (`TrainingConfig.lr_peak`, search/training.py `OneCycle`): a warm-up
              over the first third of the steps (at 3 epochs, the first epoch's), then a cosine fall from K times the
              rate back to the configuration's rate over the rest (one cycle that ends where the published training
-             starts, not at 0), in place of ReduceLROnPlateau
+             starts, not at 0), in place of ReduceLROnPlateau, and early stopping that waits for the peak
+             (`Stopping`; the other arms stop early as published, so past 6 epochs they differ in that too)
 
 `--schedules` chooses the arms (default: published, xK, warmup-xK, onecycle-xK); `--shifts 0,0.1` runs each arm
 with the training images shifted by up to each fraction (`TrainingConfig.shift`, what `--set shift=F` trains). A
@@ -194,9 +195,10 @@ def main() -> None:
             for schedule, shift in results:
                 t0 = time.perf_counter()
                 val, test, epochs_run = train(config, data, args.epochs, seed, schedule, shift)
-                results[schedule, shift].append((val, test, time.perf_counter() - t0))
+                seconds = time.perf_counter() - t0
+                results[schedule, shift].append((val, test, seconds))
                 print(f"{describe(config)}, seed {seed}, {schedule}, shift {shift:g}: best validation {val:.4f}, "
-                      f"test {test:.4f}, {epochs_run} epochs, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                      f"test {test:.4f}, {epochs_run} epochs, {seconds:.0f} s", file=sys.stderr,
                       flush=True)
         for (schedule, shift), rows in results.items():
             arm = f"{schedule}, shift {shift:g}" if shift else schedule

@@ -204,8 +204,9 @@ class OneCycle(keras.callbacks.Callback):
 class Stopping(keras.callbacks.EarlyStopping):
     """EarlyStopping that does not stop a learning-rate cycle on its way up: while `cycle` warms the rate up, a
     validation that does not improve is what a rising rate does, not a plateau, so patience counts from the peak
-    (the best weights are still kept from every epoch). Without this, a 15-epoch trial whose validation stalls
-    during the 5 warm-up epochs stopped before the rate came down, where a cycle's gain is."""
+    (the best weights are still kept from every epoch). Without this, a 15-epoch trial whose validation stalled
+    during its warm-up (the first 4 epochs are held; the 5th ends at the peak) stopped before the rate came down,
+    where a cycle's gain is. Fits of 6 epochs or fewer are unchanged (Keras never stops after the first epoch)."""
 
     def __init__(self, cycle: OneCycle | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
