@@ -110,6 +110,7 @@ def check_fixed(builder: Any, values: dict[str, Any], model: str
     builder(hp)
     published = dict(hp.values)
     space = {p.name: p for p in hp.space}
+    check_training_names(space, model)
     fixed = {name: check_value(name, value, space) for name, value in values.items() if name in space
              or name in _TRAINING_RULES}
     unknown = [name for name in values if name not in fixed]
@@ -124,6 +125,43 @@ def check_fixed(builder: Any, values: dict[str, Any], model: str
                                  f"are: {', '.join(valid)} (see `hpsearch models {model}`)")
             fixed[name] = check_value(name, values[name], space)
     return {name: fixed[name] for name in values}, space, published
+
+
+# What each training hyperparameter does, for the message that refuses a builder's own of that name.
+_TRAINING_MEANING = {
+    "batch_size": "the images a training step takes", "epochs": "the epochs a trial trains at most",
+    "patience": "early stopping's patience", "lr_factor": "ReduceLROnPlateau's factor",
+    "lr_patience": "ReduceLROnPlateau's patience", "lr_peak": "the learning-rate cycle's peak",
+    "shift": "how far training images are moved",
+}
+
+
+def check_training_names(space: dict[str, HyperParameter], model: str) -> None:
+    """A builder's own hyperparameter named like a training one (`shift`, `patience`, `epochs`...) would be held at
+    the study's training value in every trial, and never searched as the builder declares it: refused, unless it is
+    declared exactly as the training hyperparameter is (the built-in builders declare them so).
+
+    Raises:
+        UsageError: such a hyperparameter, with its declaration and what to do.
+    """
+    import keras_tuner
+
+    from hpsearch.models import TRAINING_PARAMS, describe_hyperparameter, format_range, training_config
+
+    reference = keras_tuner.HyperParameters()
+    training_config(reference)
+    ours = {p.name: p for p in reference.space}
+    for name in TRAINING_PARAMS:
+        if name not in space or space[name].get_config() == ours[name].get_config():
+            continue
+        theirs = describe_hyperparameter(space[name])
+        declared = f"{theirs['type']} {format_range(theirs)}, default {theirs['default']}"
+        mine = format_range(describe_hyperparameter(ours[name]))
+        raise UsageError(f"{model} declares its own hyperparameter {name!r} ({declared}), but hpsearch keeps that "
+                         f"name for training ({_TRAINING_MEANING.get(name, 'a training value')}): every trial would "
+                         f"hold it at the study's training value instead of searching it. Rename it in the builder "
+                         f"(e.g. 'model_{name}'); hpsearch's own {name} is set with --set {name}=VALUE or searched "
+                         f"over {mine} with --search-training {name}")
 
 
 def _values_hp(values: dict[str, Any]) -> Any:

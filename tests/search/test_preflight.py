@@ -247,3 +247,29 @@ def test_a_builder_with_its_own_schedule_trains_on_it_under_the_default_peak(
     assert code == 0, err
     trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'hp.db'}").trials
     assert len(trials) == 2 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials), trials
+
+
+OWN_SHIFT_BUILDER = '''
+import keras
+
+
+def build(hp):
+    shift = hp.Float("shift", 0.0, 1.0, default=0.5)  # the builder's own meaning: an offset added to the pixels
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1.0, offset=shift),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+'''
+
+
+def test_a_builders_own_hyperparameter_named_like_a_training_one_stops_at_the_door(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Else every trial holds the builder's 'shift' at the study's training shift (0) and never searches it.
+    builder = tmp_path / "own_shift.py"
+    builder.write_text(OWN_SHIFT_BUILDER)
+    code, err = run(tmp_path, capsys, "--model", f"{builder}:build")
+    assert code == 2, err
+    assert "declares its own hyperparameter 'shift' (Float 0.0..1.0, default 0.5)" in err
+    assert "Rename it in the builder" in err and "--search-training shift" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "hp.db").exists() or _no_study(tmp_path / "hp.db")
