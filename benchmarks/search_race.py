@@ -377,11 +377,15 @@ def report(events: dict[str, dict[int, Path]], args: argparse.Namespace) -> str:
              for m, by_seed in events.items()}
     lines += [f"Per seed at {args.budget / 60:g} minutes (best validation / test of best / complete / pruned):", ""]
     for method, by_seed in final.items():
-        cells = [f"seed {seed}: {x['best_val'] if x['best_val'] is not None else '-'} / "
+        cells = [f"seed {seed}: {_cell(x['best_val'])} / "
                  f"{x['test_of_best'] if x['test_of_best'] is not None else '-'} / {x['complete']} / {x['pruned']}"
                  for seed, x in sorted(by_seed.items())]
         lines.append(f"- {method}: " + "; ".join(cells))
     return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _floats(text: str) -> tuple[float, ...]:
