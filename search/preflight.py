@@ -14,6 +14,7 @@ fails), failed trials do not use the budget, and the study never ends. Here each
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,7 @@ def check_spec(spec: StudySpec, dry_run: bool = True, data: Dataset | None = Non
         data = load_dataset(spec.dataset, spec.data_dir, spec.train_size, spec.validation_split, spec.seed)
     if builder is None:
         builder = get_builder(spec.model, data.input_shape, data.num_classes, **spec.model_options)
-    fixed, space, published = check_fixed(builder, spec.fixed, spec.model)
+    fixed, space, published = check_fixed(builder, spec.fixed, spec.model, spec.search_training)
     spec = replace(spec, fixed={name: fixed[name] for name in spec.fixed})
     for name in ("epochs", "batch_size"):
         check_value(name, getattr(spec, name), space)
@@ -94,15 +95,17 @@ def check_shift(shift: float, searched: bool, x: object) -> None:
                          f"least {1 / min(shape[1:3]):.3g} (one pixel), or 0 for none")
 
 
-def check_fixed(builder: Any, values: dict[str, Any], model: str
+def check_fixed(builder: Any, values: dict[str, Any], model: str, searched: Collection[str] = ()
                 ) -> tuple[dict[str, Any], dict[str, HyperParameter], dict[str, Any]]:
-    """Checks values to fix against the builder's space (conditional hyperparameters included).
+    """Checks values to fix against the builder's space (conditional hyperparameters included), and the builder's
+    own names against the training hyperparameters (`check_training_names`; `searched`: those a study searches).
 
     Returns:
         The values cast to their hyperparameters' types, the space by name, and the builder's defaults.
 
     Raises:
-        UsageError: a name the builder does not declare, or a value outside its hyperparameter's space.
+        UsageError: a name the builder does not declare, a value outside its hyperparameter's space, or a
+            builder's own hyperparameter named like a training one.
     """
     import keras_tuner
 
@@ -110,7 +113,7 @@ def check_fixed(builder: Any, values: dict[str, Any], model: str
     builder(hp)
     published = dict(hp.values)
     space = {p.name: p for p in hp.space}
-    check_training_names(space, model)
+    check_training_names(space, model, searched)
     fixed = {name: check_value(name, value, space) for name, value in values.items() if name in space
              or name in _TRAINING_RULES}
     unknown = [name for name in values if name not in fixed]
@@ -118,6 +121,7 @@ def check_fixed(builder: Any, values: dict[str, Any], model: str
         hp = _values_hp(fixed)
         builder(hp)
         space.update({p.name: p for p in hp.space if p.name not in space})
+        check_training_names(space, model, searched)  # one declared only under these values
         for name in unknown:
             if name not in space:
                 valid = sorted(set(space) | set(_TRAINING_RULES))
@@ -136,10 +140,11 @@ _TRAINING_MEANING = {
 }
 
 
-def check_training_names(space: dict[str, HyperParameter], model: str) -> None:
-    """A builder's own hyperparameter named like a training one (`shift`, `patience`, `epochs`...) would be held at
-    the study's training value in every trial, and never searched as the builder declares it: refused, unless it is
-    declared exactly as the training hyperparameter is (the built-in builders declare them so).
+def check_training_names(space: dict[str, HyperParameter], model: str, searched: Collection[str] = ()) -> None:
+    """A builder's own hyperparameter named like a training one (`shift`, `patience`, `epochs`...) would also be
+    the training's value, and a study would hold it at the training value instead of searching it: refused, unless
+    it is declared as the training hyperparameter is (the built-in builders declare them so, in a conditional scope
+    or not), or the study searches that name (`searched`: over the builder's declaration, as asked).
 
     Raises:
         UsageError: such a hyperparameter, with its declaration and what to do.
@@ -148,20 +153,35 @@ def check_training_names(space: dict[str, HyperParameter], model: str) -> None:
 
     from hpsearch.models import TRAINING_PARAMS, describe_hyperparameter, format_range, training_config
 
+    def declared(p: HyperParameter) -> dict[str, Any]:
+        return {key: value for key, value in p.get_config().items() if key != "conditions"}
+
     reference = keras_tuner.HyperParameters()
     training_config(reference)
     ours = {p.name: p for p in reference.space}
     for name in TRAINING_PARAMS:
-        if name not in space or space[name].get_config() == ours[name].get_config():
+        if name not in space or declared(space[name]) == declared(ours[name]):
             continue
         theirs = describe_hyperparameter(space[name])
-        declared = f"{theirs['type']} {format_range(theirs)}, default {theirs['default']}"
+        if name in searched:  # searched over the builder's declaration: its values must be training values
+            kind, low, high = _TRAINING_RULES[name]
+            ends = theirs.get("values") or [theirs.get("min"), theirs.get("max"), theirs.get("value")]
+            bad = [v for v in ends if v is not None and not (isinstance(v, int | float) and low <= v <= high)]
+            if bad:
+                number = "a whole number" if kind is int else "a number"
+                raise UsageError(f"{model} declares {name!r} as {theirs['type']} {format_range(theirs)}, and the "
+                                 f"study searches it as its training {name}, which must be {number} from "
+                                 f"{low:g} to {high:g} (not {bad[0]!r}); narrow the builder's declaration, or leave "
+                                 f"{name} out of --search-training")
+            continue
         mine = format_range(describe_hyperparameter(ours[name]))
-        raise UsageError(f"{model} declares its own hyperparameter {name!r} ({declared}), but hpsearch keeps that "
-                         f"name for training ({_TRAINING_MEANING.get(name, 'a training value')}): every trial would "
-                         f"hold it at the study's training value instead of searching it. Rename it in the builder "
-                         f"(e.g. 'model_{name}'); hpsearch's own {name} is set with --set {name}=VALUE or searched "
-                         f"over {mine} with --search-training {name}")
+        raise UsageError(f"{model} declares its own hyperparameter {name!r} ({theirs['type']} "
+                         f"{format_range(theirs)}, default {theirs['default']}), but hpsearch keeps that name for "
+                         f"training ({_TRAINING_MEANING.get(name, 'a training value')}): its value would also be the "
+                         f"training's, and a study would hold it at the training value instead of searching it. "
+                         f"Rename it in the builder (e.g. 'model_{name}'). hpsearch's own {name}: --set {name}=VALUE, "
+                         f"or in a study --search-training {name} (over {mine}, or over the builder's declaration "
+                         "when it declares one)")
 
 
 def _values_hp(values: dict[str, Any]) -> Any:

@@ -254,7 +254,7 @@ import keras
 
 
 def build(hp):
-    shift = hp.Float("shift", 0.0, 1.0, default=0.5)  # the builder's own meaning: an offset added to the pixels
+    shift = hp.Float("shift", 0.0, 0.4, default=0.3)  # the builder's own meaning: an offset added to the pixels
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1.0, offset=shift),
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -269,7 +269,38 @@ def test_a_builders_own_hyperparameter_named_like_a_training_one_stops_at_the_do
     builder.write_text(OWN_SHIFT_BUILDER)
     code, err = run(tmp_path, capsys, "--model", f"{builder}:build")
     assert code == 2, err
-    assert "declares its own hyperparameter 'shift' (Float 0.0..1.0, default 0.5)" in err
+    assert "declares its own hyperparameter 'shift' (Float 0.0..0.4, default 0.3)" in err
     assert "Rename it in the builder" in err and "--search-training shift" in err
     assert "Traceback" not in err
     assert not (tmp_path / "hp.db").exists() or _no_study(tmp_path / "hp.db")
+
+
+def test_a_builders_own_training_name_is_taken_when_the_study_searches_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import optuna
+
+    builder = tmp_path / "own_shift.py"
+    builder.write_text(OWN_SHIFT_BUILDER)
+    code, err = run(tmp_path, capsys, "--model", f"{builder}:build", "--search-training", "shift")
+    assert code == 0, err
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'hp.db'}").trials
+    assert len(trials) == 2 and all(0.0 <= t.params["shift"] <= 0.4 for t in trials)  # the builder's range
+
+
+def test_training_names_declared_as_training_declares_them_pass_in_a_conditional_scope_too() -> None:
+    from hpsearch.models import training_config
+    from hpsearch.search.preflight import check_training_names
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("family", ["a", "b"])
+    with hp.conditional_scope("family", ["a"]):
+        training_config(hp)
+    check_training_names({p.name: p for p in hp.space}, "mine")  # no error: the same declarations
+    hp = keras_tuner.HyperParameters()
+    hp.Int("patience", 1, 20)
+    with pytest.raises(UsageError, match=r"mine declares its own hyperparameter 'patience' \(Int 1..20"):
+        check_training_names({p.name: p for p in hp.space}, "mine")
+    check_training_names({p.name: p for p in hp.space}, "mine", searched=["patience"])
+    hp.Choice("batch_size", [0, 16])
+    with pytest.raises(UsageError, match="must be a whole number from 1 to 1e[+]06 [(]not 0[)]"):
+        check_training_names({p.name: p for p in hp.space}, "mine", searched=["patience", "batch_size"])
