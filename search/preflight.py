@@ -164,15 +164,13 @@ def check_training_names(space: dict[str, HyperParameter], model: str, searched:
             continue
         theirs = describe_hyperparameter(space[name])
         if name in searched:  # searched over the builder's declaration: its values must be training values
-            kind, low, high = _TRAINING_RULES[name]
             ends = theirs.get("values") or [theirs.get("min"), theirs.get("max"), theirs.get("value")]
-            bad = [v for v in ends if v is not None and not (isinstance(v, int | float) and low <= v <= high)]
+            bad = [v for v in ends if v is not None and _training_value(name, v) is None]
             if bad:
-                number = "a whole number" if kind is int else "a number"
                 raise UsageError(f"{model} declares {name!r} as {theirs['type']} {format_range(theirs)}, and the "
-                                 f"study searches it as its training {name}, which must be {number} from "
-                                 f"{low:g} to {high:g} (not {bad[0]!r}); narrow the builder's declaration, or leave "
-                                 f"{name} out of --search-training")
+                                 f"study searches it as its training {name}, which must be {_training_rule(name)} "
+                                 f"(not {bad[0]!r}); narrow the builder's declaration, or leave {name} out of "
+                                 "--search-training")
             continue
         mine = format_range(describe_hyperparameter(ours[name]))
         raise UsageError(f"{model} declares its own hyperparameter {name!r} ({theirs['type']} "
@@ -197,11 +195,9 @@ def check_value(name: str, value: Any, space: dict[str, HyperParameter]) -> Any:
         UsageError: the value has the wrong type or lies outside the hyperparameter's range or choices.
     """
     if name in _TRAINING_RULES:
-        kind, low, high = _TRAINING_RULES[name]
-        cast = _as_int(value) if kind is int else _as_float(value)
-        if cast is None or not low <= cast <= high:
-            what = "an integer" if kind is int else "a number"
-            raise UsageError(f"--set {name}={value!r}: {name} must be {what} from {low:g} to {high:g}")
+        cast = _training_value(name, value)
+        if cast is None:
+            raise UsageError(f"--set {name}={value!r}: {name} must be {_training_rule(name)}")
         return cast
     p = space[name]
     kind = type(p).__name__
@@ -235,6 +231,18 @@ def check_value(name: str, value: Any, space: dict[str, HyperParameter]) -> Any:
                 and isinstance(choice, (int, float)) and float(choice) == float(value):
             return choice
     raise UsageError(f"--set {name}={value!r}: {name} must be one of {', '.join(map(repr, choices))}")
+
+
+def _training_value(name: str, value: Any) -> int | float | None:
+    """`value` cast to training value `name`'s type, or None when it is not one or lies outside its range."""
+    kind, low, high = _TRAINING_RULES[name]
+    cast = _as_int(value) if kind is int else _as_float(value)
+    return cast if cast is not None and low <= cast <= high else None
+
+
+def _training_rule(name: str) -> str:
+    kind, low, high = _TRAINING_RULES[name]
+    return f"{'an integer' if kind is int else 'a number'} from {low:g} to {high:g}"
 
 
 def _as_int(value: Any) -> int | None:

@@ -302,5 +302,5 @@ def test_training_names_declared_as_training_declares_them_pass_in_a_conditional
         check_training_names({p.name: p for p in hp.space}, "mine")
     check_training_names({p.name: p for p in hp.space}, "mine", searched=["patience"])
     hp.Choice("batch_size", [0, 16])
-    with pytest.raises(UsageError, match="must be a whole number from 1 to 1e[+]06 [(]not 0[)]"):
+    with pytest.raises(UsageError, match="must be an integer from 1 to 1e[+]06 [(]not 0[)]"):
         check_training_names({p.name: p for p in hp.space}, "mine", searched=["patience", "batch_size"])
