@@ -168,3 +168,32 @@ def test_a_study_with_a_shift_records_it_with_every_trial(tmp_path: Path) -> Non
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["fixed:shift"] == 0.1
     best = run_cli("best", "--study", "shifted", "--storage", url, env={"COLUMNS": "400"})
     assert "shift 0.1" in best.stdout
+
+
+@pytest.mark.parametrize(("epochs", "fixed", "data", "hinted"), [
+    (15, {}, "images", True), (30, {}, "images", True), (14, {}, "images", False), (3, {}, "images", False),
+    (15, {"shift": 0.1}, "images", False), (15, {"shift": 0.0}, "images", False), (15, {}, "features", False),
+])
+def test_a_study_of_long_trials_on_images_hears_of_the_shift(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             epochs: int, fixed: dict[str, float], data: str,
+                                                             hinted: bool) -> None:
+    """The hint names the measured lever where it was measured to help (15-epoch trials on images), and only there:
+    a study that already fixes a shift, or whose inputs are not images, hears nothing."""
+    import logging
+
+    from hpsearch.search.preflight import check_spec
+
+    if data == "features":
+        rng = np.random.default_rng(0)
+        np.savez(tmp_path / "f.npz", x_train=rng.random((300, 64), dtype=np.float32), y_train=np.arange(300) % 10)
+        (tmp_path / "features.py").write_text(FEATURES_BUILDER)
+        model, dataset = f"{tmp_path / 'features.py'}:build", f"npz:{tmp_path / 'f.npz'}"
+    else:
+        model, dataset = "resnet4", "mnist-sample"
+    spec = StudySpec(study="s", model=model, dataset=dataset, trials=1, epochs=epochs, fixed=dict(fixed))
+    with caplog.at_level(logging.INFO, logger="hpsearch"):
+        check_spec(spec, dry_run=False)
+    said = [r.getMessage() for r in caplog.records if "--set shift=0.1" in r.getMessage()]
+    assert bool(said) is hinted, said
+    if hinted:
+        assert said[0].startswith(f"trials of up to {epochs} epochs train on the images unmoved")
