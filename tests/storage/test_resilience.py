@@ -284,8 +284,8 @@ def test_chaos_killed_workers_and_a_server_restart_lose_nothing(postgres_server,
     states = [t.state for t in all_trials]
     from tests.conftest import record_reliability
 
-    record_reliability("chaos: kill -9 of random workers (hand-started and the launcher's) every 6 s or 2 trials + a PostgreSQL "
-                       "restart", faults=sum(kills.values()) + 1, workers=3, expected_complete=trials,
+    record_reliability("chaos: kill -9 of random workers (hand-started and the launcher's) every 6 s or 2 trials + "
+                       "a PostgreSQL restart", faults=sum(kills.values()) + 1, workers=3, expected_complete=trials,
                        found_complete=states.count(TrialState.COMPLETE), running=states.count(TrialState.RUNNING),
                        failed=states.count(TrialState.FAIL), launcher_exit_code=launcher.returncode,
                        worker_exit_codes=codes, errors=int(launcher.returncode != 0) + sum(c != 0 for c in codes))
