@@ -173,6 +173,7 @@ def test_a_study_with_a_shift_records_it_with_every_trial(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("epochs", "fixed", "data", "hinted"), [
     (15, {}, "images", True), (30, {}, "images", True), (14, {}, "images", False), (3, {}, "images", False),
     (15, {"shift": 0.1}, "images", False), (15, {"shift": 0.0}, "images", False), (15, {}, "features", False),
+    (3, {"epochs": 20}, "images", True), (20, {"epochs": 5}, "images", False), (15, {}, "searched", False),
 ])
 def test_a_study_of_long_trials_on_images_hears_of_the_shift(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                              epochs: int, fixed: dict[str, float], data: str,
@@ -190,10 +191,28 @@ def test_a_study_of_long_trials_on_images_hears_of_the_shift(tmp_path: Path, cap
         model, dataset = f"{tmp_path / 'features.py'}:build", f"npz:{tmp_path / 'f.npz'}"
     else:
         model, dataset = "resnet4", "mnist-sample"
-    spec = StudySpec(study="s", model=model, dataset=dataset, trials=1, epochs=epochs, fixed=dict(fixed))
+    searched = ["shift"] if data == "searched" else []
+    spec = StudySpec(study="s", model=model, dataset=dataset, trials=1, epochs=epochs, fixed=dict(fixed),
+                     search_training=searched)
     with caplog.at_level(logging.INFO, logger="hpsearch"):
         check_spec(spec, dry_run=False)
     said = [r.getMessage() for r in caplog.records if "--set shift=0.1" in r.getMessage()]
     assert bool(said) is hinted, said
     if hinted:
-        assert said[0].startswith(f"trials of up to {epochs} epochs train on the images unmoved")
+        trained = fixed.get("epochs", epochs)
+        assert said[0].startswith(f"trials of up to {trained} epochs train on the images unmoved")
+
+
+@pytest.mark.integration
+def test_the_shift_hint_reaches_the_user_of_the_command(tmp_path: Path) -> None:
+    """As a user types it: `hpsearch create` with 15-epoch trials prints the hint; with a shift it does not."""
+    from tests.conftest import run_cli
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    common = ["--storage", url, "--model", "resnet4", "--dataset", "mnist-sample", "--trials", "1", "--epochs", "15"]
+    plain = run_cli("create", "--study", "long", *common, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "--set shift=0.1" in plain.stdout + plain.stderr
+    shifted_run = run_cli("create", "--study", "long-shifted", *common, "--set", "shift=0.1", cwd=tmp_path)
+    assert shifted_run.returncode == 0, shifted_run.stderr[-2000:]
+    assert "--set shift=0.1 (every" not in shifted_run.stdout + shifted_run.stderr
