@@ -105,9 +105,10 @@ def _hint_shift(spec: StudySpec, x: object) -> None:
     """Logged as a warning: the commands that check a spec (run, create, tune, the Python API) set up no logging of
     their own, and Python shows warnings and worse without it."""
     shape = tuple(getattr(x, "shape", ()))
-    epochs = spec.fixed_values().get("epochs")  # --set epochs=N wins over --epochs; searched: no one figure
-    if (not isinstance(epochs, int) or epochs < SHIFT_HINT_EPOCHS or "shift" in spec.fixed
-            or "shift" in spec.search_training or len(shape) < 3 or int(0.1 * min(shape[1:3])) == 0):
+    epochs = spec.fixed_values().get("epochs")  # --set epochs=N wins over --epochs
+    searched = {"shift", "epochs"} & set(spec.search_training)  # epochs searched: no one figure to speak of
+    if (not isinstance(epochs, int) or epochs < SHIFT_HINT_EPOCHS or "shift" in spec.fixed or searched
+            or len(shape) < 3 or int(0.1 * min(shape[1:3])) == 0):
         return
     import logging
 

@@ -174,6 +174,7 @@ def test_a_study_with_a_shift_records_it_with_every_trial(tmp_path: Path) -> Non
     (15, {}, "images", True), (30, {}, "images", True), (14, {}, "images", False), (3, {}, "images", False),
     (15, {"shift": 0.1}, "images", False), (15, {"shift": 0.0}, "images", False), (15, {}, "features", False),
     (3, {"epochs": 20}, "images", True), (20, {"epochs": 5}, "images", False), (15, {}, "searched", False),
+    (15, {}, "epochs searched", False),
 ])
 def test_a_study_of_long_trials_on_images_hears_of_the_shift(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                              epochs: int, fixed: dict[str, float], data: str,
@@ -191,7 +192,7 @@ def test_a_study_of_long_trials_on_images_hears_of_the_shift(tmp_path: Path, cap
         model, dataset = f"{tmp_path / 'features.py'}:build", f"npz:{tmp_path / 'f.npz'}"
     else:
         model, dataset = "resnet4", "mnist-sample"
-    searched = ["shift"] if data == "searched" else []
+    searched = {"searched": ["shift"], "epochs searched": ["epochs"]}.get(data, [])
     spec = StudySpec(study="s", model=model, dataset=dataset, trials=1, epochs=epochs, fixed=dict(fixed),
                      search_training=searched)
     with caplog.at_level(logging.INFO, logger="hpsearch"):
