@@ -87,13 +87,23 @@ def check_shift(shift: float, searched: bool, x: object) -> None:
         UsageError: shift fixed above 0 or searched, on inputs with fewer than two spatial dimensions; or a fixed
             shift that comes to less than a pixel on these images.
     """
-    shape = tuple(getattr(x, "shape", ()))
+    shape = _image_shape(x)
     if (searched or shift > 0) and len(shape) < 3:
         raise UsageError(f"shift moves images by pixels, but this data's inputs are shaped {shape} (not images "
                          "of height x width); leave shift out (--set shift=0 and no shift in --search-training)")
-    if shift > 0 and int(shift * min(shape[1:3])) == 0:
+    if shift > 0 and _pixels_moved(shape, shift) == 0:
         raise UsageError(f"shift {shift:g} moves these {shape[1]}x{shape[2]} images by less than a pixel; use at "
                          f"least {1 / min(shape[1:3]):.3g} (one pixel), or 0 for none")
+
+
+def _image_shape(x: object) -> tuple[int, ...]:
+    """The inputs' shape: (N, H, W[, C]) for images, fewer dimensions for rows of numbers."""
+    return tuple(getattr(x, "shape", ()))
+
+
+def _pixels_moved(shape: tuple[int, ...], shift: float) -> int:
+    """How far a shift moves images of `shape` at most, in whole pixels (the shorter side's)."""
+    return int(shift * min(shape[1:3]))
 
 
 # From this many epochs a trial, shifted training images (shift 0.1) tested higher on MNIST; at 3 epochs they gained
@@ -104,11 +114,11 @@ SHIFT_HINT_EPOCHS = 15
 def _hint_shift(spec: StudySpec, x: object) -> None:
     """Logged as a warning: the commands that check a spec (run, create, tune, the Python API) set up no logging of
     their own, and Python shows warnings and worse without it."""
-    shape = tuple(getattr(x, "shape", ()))
+    shape = _image_shape(x)
     epochs = spec.fixed_values().get("epochs")  # --set epochs=N wins over --epochs
     searched = {"shift", "epochs"} & set(spec.search_training)  # epochs searched: no one figure to speak of
     if (not isinstance(epochs, int) or epochs < SHIFT_HINT_EPOCHS or "shift" in spec.fixed or searched
-            or len(shape) < 3 or int(0.1 * min(shape[1:3])) == 0):
+            or len(shape) < 3 or _pixels_moved(shape, 0.1) == 0):
         return
     import logging
 
