@@ -19,6 +19,7 @@ from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
 from hpsearch.search.callbacks import OptunaReportCallback, StopWhenSet
 from hpsearch.search.cost import model_counts
+from hpsearch.search.preflight import check_training_names
 from hpsearch.search.ranking import best_of, better
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.training import fit_and_evaluate
@@ -129,6 +130,9 @@ class Objective:
             raise
         except Exception as exc:
             raise self._fail(trial, f"builder error: {type(exc).__name__}: {exc}", exc) from exc
+        # The door checked the names the builder declares at its defaults; one declared only on a branch the
+        # defaults do not take (`if hp.Choice(...) == "b": hp.Int("patience", ...)`) shows up here, first.
+        check_training_names({p.name: p for p in hp.space}, self.spec.model, self.spec.search_training)
         for name, value in self.fixed.items():
             trial.set_user_attr(f"fixed:{name}", value)
         config = training_config(hp)

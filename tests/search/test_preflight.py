@@ -287,6 +287,50 @@ def test_a_builders_own_training_name_is_taken_when_the_study_searches_it(
     assert len(trials) == 2 and all(0.0 <= t.params["shift"] <= 0.4 for t in trials)  # the builder's range
 
 
+BRANCH_SHIFT_BUILDER = '''
+import keras
+
+
+def build(hp):
+    offset = 0.0
+    if hp.Choice("input", ["plain", "offset"]) == "offset":  # a branch the defaults do not take
+        offset = hp.Float("shift", 0.0, 0.4, default=0.3)  # the builder's own meaning, as above
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1.0, offset=offset),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+'''
+
+
+def test_a_training_name_declared_only_on_a_branch_the_defaults_skip_fails_its_trial_with_the_reason(
+        tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from hpsearch.search.launcher import create_or_resume
+    from hpsearch.search.objective import Objective
+    from hpsearch.search.preflight import check_spec
+    from hpsearch.search.worker import open_study
+    from hpsearch.storage import open_storage
+
+    builder = tmp_path / "branch_shift.py"
+    builder.write_text(BRANCH_SHIFT_BUILDER)
+    spec = StudySpec(study="s", model=f"{builder}:build", dataset="mnist-sample", train_size=500, trials=2,
+                     epochs=1, pruner="none")
+    check_spec(spec)  # the door builds the defaults ("plain"): it cannot see the other branch's 'shift'
+    storage = open_storage(f"sqlite:///{tmp_path / 'hp.db'}")
+    create_or_resume(spec, storage)
+    study, _ = open_study("s", storage)
+    study.enqueue_trial({"input": "offset"})
+    study.enqueue_trial({"input": "plain"})
+    study.optimize(Objective(spec), n_trials=2, catch=(Exception,))
+    first, second = sorted(study.get_trials(), key=lambda t: t.number)
+    assert first.state == TrialState.FAIL  # before any training: its 'shift' would have been held at 0
+    assert "declares its own hyperparameter 'shift' (Float 0.0..0.4, default 0.3)" in first.user_attrs["fail_reason"]
+    assert "Rename it in the builder" in first.user_attrs["fail_reason"]
+    assert "epochs_run" not in first.user_attrs
+    assert second.state == TrialState.COMPLETE and second.params == {"input": "plain"}  # the study goes on
+
+
 def test_training_names_declared_as_training_declares_them_pass_in_a_conditional_scope_too() -> None:
     from hpsearch.models import training_config
     from hpsearch.search.preflight import check_training_names
