@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch.errors import HpsearchError, TrialFailed
+from hpsearch.errors import HpsearchError, TrialFailed, UsageError
 from hpsearch.models import get_builder, training_config
 from hpsearch.search.adapter import OptunaHyperParameters
 from hpsearch.search.callbacks import OptunaReportCallback, StopWhenSet
@@ -132,7 +132,10 @@ class Objective:
             raise self._fail(trial, f"builder error: {type(exc).__name__}: {exc}", exc) from exc
         # The door checked the names the builder declares at its defaults; one declared only on a branch the
         # defaults do not take (`if hp.Choice(...) == "b": hp.Int("patience", ...)`) shows up here, first.
-        check_training_names({p.name: p for p in hp.space}, self.spec.model, self.spec.search_training)
+        try:
+            check_training_names({p.name: p for p in hp.space}, self.spec.model, self.spec.search_training)
+        except UsageError as exc:
+            raise self._fail(trial, str(exc)) from None
         for name, value in self.fixed.items():
             trial.set_user_attr(f"fixed:{name}", value)
         config = training_config(hp)
