@@ -316,9 +316,9 @@ def test_a_training_name_declared_only_on_a_branch_the_defaults_skip_fails_its_t
     builder.write_text(BRANCH_SHIFT_BUILDER)
     spec = StudySpec(study="s", model=f"{builder}:build", dataset="mnist-sample", train_size=500, trials=2,
                      epochs=1, pruner="none")
-    check_spec(spec)  # the door builds the defaults ("plain"): it cannot see the other branch's 'shift'
+    checked = check_spec(spec)  # the door builds the defaults ("plain"): it cannot see the other branch's 'shift'
     storage = open_storage(f"sqlite:///{tmp_path / 'hp.db'}")
-    create_or_resume(spec, storage)
+    create_or_resume(spec, storage, checked=checked)
     study, _ = open_study("s", storage)
     study.enqueue_trial({"input": "offset"})
     study.enqueue_trial({"input": "plain"})
