@@ -14,8 +14,9 @@ import keras
 import keras_tuner
 
 from hpsearch.errors import UnknownNameError, UsageError
-from hpsearch.models import get_builder, training_config
+from hpsearch.models import TRAINING_PARAMS, get_builder, training_config
 from hpsearch.search.precise_bn import DEFAULT_SAMPLES, PreciseBatchNorm
+from hpsearch.search.preflight import check_training_names
 from hpsearch.search.training import metric_mode, standard_callbacks, training_batches
 
 if TYPE_CHECKING:
@@ -28,14 +29,42 @@ TUNERS = ("random", "hyperband", "bayesian")
 class BuilderHyperModel(keras_tuner.HyperModel):
     """Wraps a `build(hp)` builder; `fit` reads batch size and epochs from the same hyperparameters."""
 
-    def __init__(self, builder: Any, monitor: str, precise_bn_samples: int = DEFAULT_SAMPLES) -> None:
+    def __init__(self, builder: Any, monitor: str, precise_bn_samples: int = DEFAULT_SAMPLES, model: str = "the model",
+                 searched: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.builder = builder
         self.monitor = monitor
         self.precise_bn_samples = precise_bn_samples
+        self.model, self.searched = model, searched
+        self.refused: str | None = None  # why the last build was refused for a training name
 
     def build(self, hp: keras_tuner.HyperParameters) -> Any:
-        return self.builder(hp)
+        # The training names are already in `hp` (fixed by `make_tuner`), so KerasTuner hands a builder that declares
+        # one of them in its own way the training value, silently, on a branch the door's dry run did not take too.
+        # Every declaration of such a name is checked on its way in, as the door checks the defaults', before the
+        # builder can use the value.
+        outer = vars(hp).get("_retrieve")  # a build within a build keeps the outer one's check
+        if outer is None:
+            self.refused = None
+        retrieve = hp._retrieve
+
+        def checked(p: Any) -> Any:
+            if p.name in TRAINING_PARAMS:
+                try:
+                    check_training_names({p.name: p}, self.model, self.searched)
+                except UsageError as exc:
+                    self.refused = str(exc)
+                    raise
+            return retrieve(p)
+
+        hp._retrieve = checked
+        try:
+            return self.builder(hp)
+        finally:
+            if outer is None:
+                del hp._retrieve
+            else:
+                hp._retrieve = outer
 
     def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         config = training_config(hp)
@@ -69,7 +98,7 @@ def make_tuner(kind: str, spec: StudySpec, data: Dataset, directory: str | Path,
     for name, value in fixed.items():
         hp.Fixed(name, value)
     objective = keras_tuner.Objective(spec.metric, direction="max" if metric_mode(spec.metric) == "max" else "min")
-    hypermodel = BuilderHyperModel(builder, spec.metric, precise_bn_samples)
+    hypermodel = BuilderHyperModel(builder, spec.metric, precise_bn_samples, spec.model, tuple(spec.search_training))
     common: dict[str, Any] = dict(hypermodel=hypermodel, objective=objective, hyperparameters=hp,
                                   tune_new_entries=True, seed=spec.seed, directory=str(directory),
                                   project_name=spec.study, overwrite=overwrite, max_consecutive_failed_trials=3)
@@ -103,7 +132,13 @@ def tune(kind: str, spec: StudySpec, directory: str | Path, overwrite: bool = Fa
     keras.utils.set_random_seed(spec.seed)  # the same weights on every run, as hpsearch's own trials
     tuner = make_tuner(kind, spec, data, directory, overwrite)
     start = time.perf_counter()
-    tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), verbose=verbose)
+    try:
+        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), verbose=verbose)
+    except RuntimeError as exc:  # KerasTuner's "consecutive failures" keeps the reason in its trials only
+        refused = tuner.hypermodel.refused
+        if refused and "consecutive failures" in str(exc):
+            raise UsageError(f"the search stopped after failed trials; the last refused: {refused}") from None
+        raise
     seconds = time.perf_counter() - start
     best_hp = tuner.get_best_hyperparameters(1)[0]
     best_trial = tuner.oracle.get_best_trials(1)[0]

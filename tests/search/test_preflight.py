@@ -331,6 +331,55 @@ def test_a_training_name_declared_only_on_a_branch_the_defaults_skip_fails_its_t
     assert second.state == TrialState.COMPLETE and second.params == {"input": "plain"}  # the study goes on
 
 
+def test_the_keras_tuner_engine_refuses_a_training_name_declared_on_a_branch_the_defaults_skip(tmp_path: Path) -> None:
+    from hpsearch.datasets import load_dataset
+    from hpsearch.search.keras_tuner_engine import make_tuner
+
+    builder = tmp_path / "branch_shift.py"
+    builder.write_text(BRANCH_SHIFT_BUILDER)
+    spec = StudySpec(study="s", model=f"{builder}:build", dataset="mnist-sample", train_size=500, trials=2, epochs=1)
+    tuner = make_tuner("random", spec, load_dataset("mnist-sample", train_size=500), tmp_path)  # defaults: "plain"
+    hp = tuner.oracle.get_space()  # a trial's hyperparameters, as KerasTuner hands them to the builder
+    assert hp.values["shift"] == 0.0  # fixed at the training value: the builder's hp.Float would return it
+    hp.values["input"] = "offset"
+    with pytest.raises(UsageError, match=r"declares its own hyperparameter 'shift' \(Float 0.0..0.4, default 0.3\)"):
+        tuner.hypermodel.build(hp)
+    hp.values["input"] = "plain"
+    assert tuner.hypermodel.build(hp).count_params() == 28 * 28 * 10 + 10  # the other branch builds as before
+
+
+LATE_SHIFT_BUILDER = '''
+import keras
+
+KT_BUILDS = []
+
+
+def build(hp):
+    offset = 0.0
+    if "shift" in hp.values:  # the KerasTuner engine's hp holds the training values before the builder runs
+        KT_BUILDS.append(1)
+        if len(KT_BUILDS) > 1:  # every trial after the tuner's first look at the space takes the other branch
+            offset = hp.Float("shift", 0.0, 0.4, default=0.3)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1.0, offset=offset),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+'''
+
+
+def test_keras_tuner_trials_refused_for_a_training_name_stop_the_search_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    builder = tmp_path / "late_shift.py"
+    builder.write_text(LATE_SHIFT_BUILDER)
+    code = main(["tune", "--engine", "keras-tuner", "--tuner", "random", "--study", "kt", "--model", f"{builder}:build",
+                 "--dataset", "mnist-sample", "--train-size", "500", "--trials", "5", "--epochs", "1",
+                 "--directory", str(tmp_path / "kt")])
+    err = capsys.readouterr().err
+    assert code == 2, err[-3000:]
+    assert "the search stopped after failed trials" in err  # KerasTuner's own error keeps the reason in its trials
+    assert "declares its own hyperparameter 'shift' (Float 0.0..0.4, default 0.3)" in err
+
+
 def test_training_names_declared_as_training_declares_them_pass_in_a_conditional_scope_too() -> None:
     from hpsearch.models import training_config
     from hpsearch.search.preflight import check_training_names
