@@ -356,12 +356,14 @@ KT_BUILDS = []
 
 def build(hp):
     offset = 0.0
-    if "shift" in hp.values:  # the KerasTuner engine's hp holds the training values before the builder runs
+    if "shift" in hp.values:  # the door's and the KerasTuner engine's hp hold the training values first
         KT_BUILDS.append(1)
-        if len(KT_BUILDS) > 1:  # every trial after the tuner's first look at the space takes the other branch
+        if len(KT_BUILDS) > 2:  # after the door's dry run and the tuner's first look at the space: every trial
             offset = hp.Float("shift", 0.0, 0.4, default=0.3)
+    units = hp.Int("units", 8, 128, step=8)  # something to search: KerasTuner draws a new configuration each trial
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1.0, offset=offset),
-                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+                              keras.layers.Flatten(), keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 '''
