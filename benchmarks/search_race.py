@@ -335,7 +335,9 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace
         ax.axvline(at / 60, color="grey", linewidth=0.6, linestyle=":")
     values = [v for by_seed in results.values() for s in by_seed.values() for _, v in s["curve"]]
     high = min(1.0, max(values, default=max(args.levels)) + 0.003)
-    low = max(min(values, default=high - 0.05) - 0.002, high - 0.05)  # lower values clip
+    finals = [s["curve"][-1][1] for by_seed in results.values() for s in by_seed.values() if s["curve"]]
+    # lower values clip, but every run's final best shows, a method far behind too
+    low = min(max(min(values, default=high - 0.05) - 0.002, high - 0.05), min(finals, default=high) - 0.005)
     ax.set_ylim(low, high)
     for level in (level for level in args.levels if low <= level <= high):  # a label outside would widen the figure
         ax.axhline(level, color="grey", linewidth=0.8)
