@@ -321,7 +321,7 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace
     import matplotlib.pyplot as plt
 
     budget = args.budget
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     styles = ("-", "--", ":", "-.")
     for method, by_seed in results.items():
         for i, (seed, s) in enumerate(sorted(by_seed.items())):
@@ -347,7 +347,8 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title(f"Search race, {args.dataset} ({args.train_size} images, up to {args.epochs} epochs), same 2 cores")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    # beside the axes, where it covers no curve (inside, it hid the lowest runs)
+    ax.legend(fontsize=7, ncol=1 + len(finals) // 16, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

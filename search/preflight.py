@@ -13,6 +13,7 @@ fails), failed trials do not use the budget, and the study never ends. Here each
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -173,6 +174,23 @@ _TRAINING_MEANING = {
 }
 
 
+def _declared(p: HyperParameter) -> dict[str, Any]:
+    return {key: value for key, value in p.get_config().items() if key != "conditions"}
+
+
+@functools.cache
+def _training_declarations() -> dict[str, HyperParameter]:
+    """hpsearch's own declaration of each training hyperparameter, built once a process (the KerasTuner engine
+    checks every declaration of a training name as a trial's builder makes it)."""
+    import keras_tuner
+
+    from hpsearch.models import training_config
+
+    reference = keras_tuner.HyperParameters()
+    training_config(reference)
+    return {p.name: p for p in reference.space}
+
+
 def check_training_names(space: dict[str, HyperParameter], model: str, searched: Collection[str] = ()) -> None:
     """A builder's own hyperparameter named like a training one (`shift`, `patience`, `epochs`...) would also be
     the training's value, and a study would hold it at the training value instead of searching it: refused, unless
@@ -182,18 +200,11 @@ def check_training_names(space: dict[str, HyperParameter], model: str, searched:
     Raises:
         UsageError: such a hyperparameter, with its declaration and what to do.
     """
-    import keras_tuner
+    from hpsearch.models import TRAINING_PARAMS, describe_hyperparameter, format_range
 
-    from hpsearch.models import TRAINING_PARAMS, describe_hyperparameter, format_range, training_config
-
-    def declared(p: HyperParameter) -> dict[str, Any]:
-        return {key: value for key, value in p.get_config().items() if key != "conditions"}
-
-    reference = keras_tuner.HyperParameters()
-    training_config(reference)
-    ours = {p.name: p for p in reference.space}
+    ours = _training_declarations()
     for name in TRAINING_PARAMS:
-        if name not in space or declared(space[name]) == declared(ours[name]):
+        if name not in space or _declared(space[name]) == _declared(ours[name]):
             continue
         theirs = describe_hyperparameter(space[name])
         if name in searched:  # searched over the builder's declaration: its values must be training values
