@@ -5,7 +5,8 @@ Methods:
   hpsearch        `hpsearch run` with its defaults (sampler, pruner, workers); no enqueued configuration; with
                   --timeout the defaults weigh cost since 2026-11-26 (as hpsearch-cost; results recorded before are
                   hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
-                  cost-aware results recorded before are hpsearch-cost); committed `hpsearch` rows all predate both
+                  cost-aware results recorded before are hpsearch-cost); the committed `hpsearch` rows under
+                  results/race/ predate both, those under results/shift-seeds/ and results/cycle15/ ran both
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
