@@ -5,8 +5,10 @@ Methods:
   hpsearch        `hpsearch run` with its defaults (sampler, pruner, workers); no enqueued configuration; with
                   --timeout the defaults weigh cost since 2026-11-26 (as hpsearch-cost; results recorded before are
                   hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
-                  cost-aware results recorded before are hpsearch-cost); the committed `hpsearch` rows under
-                  results/race/ predate both, those under results/shift-seeds/ and results/cycle15/ ran both
+                  cost-aware results recorded before are hpsearch-cost), peaking at 5 times the sampled rate since
+                  2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-peak3); the committed `hpsearch` rows under
+                  results/race/ predate both, those under results/shift-seeds/, results/cycle15/ and
+                  results/peak-race/ ran both at a peak of 3
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
@@ -31,6 +33,9 @@ Methods:
                   defaults since 2026-11-27, with --timeout)
   hpsearch-shift  (extra) hpsearch's defaults with `--set shift=0.1`: every training image moved by up to 10% of
                   its size each way, drawn again every epoch (data augmentation)
+  hpsearch-peak5  (extra) hpsearch's defaults with `--set lr_peak=5`: the learning-rate cycle's peak at 5 times the
+                  sampled rate (the default since 2026-11-29; raced as an extra before it was)
+  hpsearch-peak3  (extra) hpsearch's defaults with `--set lr_peak=3`: the peak before 2026-11-29
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2; hpsearch's
@@ -65,9 +70,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("hpsearch", "kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
-# The extra hpsearch variants: the flags each adds to `hpsearch run` with its defaults. Each but hpsearch-1cycle holds
-# lr_peak at 1, as the defaults trained when it was raced (a new study's default has been one learning-rate cycle
-# since 2026-11-27).
+# The extra hpsearch variants: the flags each adds to `hpsearch run` with its defaults. Those raced before 2026-11-27
+# hold lr_peak at 1, as the defaults trained then (a new study's default has been one learning-rate cycle since).
 _COST = ["--cost-aware", "--sampler-option", "time_aware=false"]
 _PUBLISHED = ["--set", "lr_peak=1"]
 EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1", *_PUBLISHED], "hpsearch-2w": ["--workers", "2", *_PUBLISHED],
@@ -80,7 +84,8 @@ EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1", *_PUBLISHED], "hpsearch-2w": ["
                "hpsearch-b64": [*_COST, "--batch-size", "64", *_PUBLISHED],
                "hpsearch-1cycle": [*_COST, "--set", "lr_peak=3"],
                "hpsearch-bs": [*_COST, "--search-training", "batch_size", *_PUBLISHED],
-               "hpsearch-shift": ["--set", "shift=0.1"]}
+               "hpsearch-shift": ["--set", "shift=0.1"],
+               "hpsearch-peak5": ["--set", "lr_peak=5"], "hpsearch-peak3": ["--set", "lr_peak=3"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
@@ -312,7 +317,8 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
            "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson",
            "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "darkorange",
-           "hpsearch-shift": "magenta"}
+           "hpsearch-shift": "magenta", "hpsearch-peak5": "deepskyblue",
+           "hpsearch-peak3": "lightcoral"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:
