@@ -30,7 +30,7 @@ Methods:
   hpsearch-bs     (extra) hpsearch-cost with `--search-training batch_size`: the batch size searched (32-256)
   hpsearch-1cycle (extra) hpsearch-cost with `--set lr_peak=3`: one learning-rate cycle a trial, a warm-up to 3
                   times the sampled rate over the first third of the steps, then a fall back to it (the
-                  defaults since 2026-11-27, with --timeout)
+                  defaults with --timeout from 2026-11-27 until the peak became 5 on 2026-11-29)
   hpsearch-shift  (extra) hpsearch's defaults with `--set shift=0.1`: every training image moved by up to 10% of
                   its size each way, drawn again every epoch (data augmentation)
   hpsearch-peak5  (extra) hpsearch's defaults with `--set lr_peak=5`: the learning-rate cycle's peak at 5 times the

@@ -11,6 +11,7 @@ import optuna
 import pytest
 from PIL import Image
 
+from hpsearch.models.training_params import DEFAULT_LR_PEAK
 from tests.conftest import run_cli
 
 # Real processes or real training: `make test-slow` (integration) runs them.
@@ -44,7 +45,7 @@ def test_best_json_agrees_with_the_storage(study_dir: Path) -> None:
     yaml_out = cli(study_dir, "best", "--study", "digits-cnn", "--format", "yaml").stdout
     assert f"trial: {out['trial']}" in yaml_out
     table = cli(study_dir, "best", "--study", "digits-cnn").stdout  # what the trial trained with, to train it again
-    assert "lr_peak 3" in table and "optimizer adam" in table and "epochs 2" in table
+    assert f"lr_peak {DEFAULT_LR_PEAK:g}" in table and "optimizer adam" in table and "epochs 2" in table
     assert "lr_factor" not in table  # the cycle replaces ReduceLROnPlateau: its values are not shown as used
     assert "validation: 800 images, one standard error" in table
     assert f"hpsearch retrain --study digits-cnn --trial {out['trial']}" in table

@@ -15,6 +15,7 @@ from hpsearch.cli import main
 from hpsearch.datasets import Dataset, load_dataset
 from hpsearch.errors import TrialFailed, UsageError
 from hpsearch.models import TrainingConfig
+from hpsearch.models.training_params import DEFAULT_LR_PEAK
 from hpsearch.search.keras_tuner_engine import make_tuner
 from hpsearch.search.spec import SPEC_ATTR, StudySpec
 from hpsearch.search.training import OneCycle, PlateauRate, fit_and_evaluate
@@ -155,7 +156,8 @@ def test_a_keras_tuner_project_saved_before_lr_peak_holds_it_at_the_study_value(
 
 def test_a_new_study_cycles_a_study_stored_before_keeps_its_training_and_asking_wins() -> None:
     new = StudySpec(study="s", model="cnn")
-    assert new.fixed_values()["lr_peak"] == 3.0 and new.settled(None).to_dict()["lr_peak"] == 3.0  # stored with it
+    assert new.fixed_values()["lr_peak"] == DEFAULT_LR_PEAK == 5.0  # the default since 2026-11-29
+    assert new.settled(None).to_dict()["lr_peak"] == DEFAULT_LR_PEAK  # stored with the study
     assert StudySpec(study="s", model="cnn", fixed={"lr_peak": 1}).fixed_values()["lr_peak"] == 1
     assert "lr_peak" not in StudySpec(study="s", model="cnn", search_training=["lr_peak"]).fixed_values()
     stored = new.settled(None).to_dict()
@@ -164,6 +166,7 @@ def test_a_new_study_cycles_a_study_stored_before_keeps_its_training_and_asking_
     assert StudySpec.from_stored(stored).fixed_values()["lr_peak"] == 1.0
     assert StudySpec.load(None, {"timeout": 900}, base=stored).fixed_values()["lr_peak"] == 1.0
     assert new.settled(stored).fixed_values()["lr_peak"] == 1.0  # resumed by --model or --spec: kept
+    assert new.settled({**stored, "lr_peak": 3.0}).fixed_values()["lr_peak"] == 3.0  # created under the peak before
     assert StudySpec(study="s", model="cnn", lr_peak=2).settled(stored).lr_peak == 2.0  # named: taken
     with pytest.raises(UsageError, match="lr_peak must be a number from 1 to 100"):
         StudySpec(study="s", model="cnn", lr_peak=0.5)
@@ -177,7 +180,7 @@ def test_a_study_created_before_the_cycle_keeps_its_training_when_run_again_with
                "500", "--epochs", "1", "--set", "filters_1=32", "--set", "filters_2=32", "--set", "units=64"]
     assert main(["create", *command, "--trials", "1"]) == 0
     study = optuna.load_study(study_name="old", storage=url)
-    assert study.user_attrs[SPEC_ATTR]["lr_peak"] == 3.0  # a new study's default, stored
+    assert study.user_attrs[SPEC_ATTR]["lr_peak"] == DEFAULT_LR_PEAK  # a new study's default, stored
     before = {k: v for k, v in study.user_attrs[SPEC_ATTR].items() if k != "lr_peak"}
     study.set_user_attr(SPEC_ATTR, before)  # as a study stored before the key holds it
 

@@ -10,6 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
+from hpsearch.models.training_params import DEFAULT_LR_PEAK
 
 DISTS = {"filters_1": IntDistribution(32, 512, step=32), "units": IntDistribution(64, 512, step=64),
          "optimizer": CategoricalDistribution(["adam", "sgd", "rmsprop"]),
@@ -126,7 +127,7 @@ def test_a_source_that_trained_without_the_cycle_is_named(source: str, caplog: p
     with caplog.at_level(logging.WARNING, logger="hpsearch"):
         assert main(["create", "--storage", source, "--study", "mnist", "--model", "cnn", "--dataset",
                      "mnist-sample", "--warm-start", "digits:1"]) == 0
-        assert "that study trained with lr_peak 1, this one with 3" in caplog.text
+        assert f"that study trained with lr_peak 1, this one with {DEFAULT_LR_PEAK:g}" in caplog.text
         caplog.clear()
         assert main(["create", "--storage", source, "--study", "same", "--model", "cnn", "--dataset",
                      "mnist-sample", "--set", "lr_peak=1", "--warm-start", "digits:1"]) == 0
