@@ -6,7 +6,7 @@ Methods:
                   --timeout the defaults weigh cost since 2026-11-26 (as hpsearch-cost; results recorded before are
                   hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
                   cost-aware results recorded before are hpsearch-cost), peaking at 5 times the sampled rate since
-                  2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-peak3); the committed `hpsearch` rows under
+                  2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-1cycle); the committed `hpsearch` rows under
                   results/race/ predate both, those under results/shift-seeds/, results/cycle15/ and
                   results/peak-race/ ran both at a peak of 3
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
@@ -35,7 +35,6 @@ Methods:
                   its size each way, drawn again every epoch (data augmentation)
   hpsearch-peak5  (extra) hpsearch's defaults with `--set lr_peak=5`: the learning-rate cycle's peak at 5 times the
                   sampled rate (the default since 2026-11-29; raced as an extra before it was)
-  hpsearch-peak3  (extra) hpsearch's defaults with `--set lr_peak=3`: the peak before 2026-11-29
 
 The space is the published one: filters_1, filters_2, units, optimizer and learning rate; training as the seed
 search trained (batch 128, early stopping patience 3 with best weights, ReduceLROnPlateau factor 0.2; hpsearch's
@@ -85,7 +84,7 @@ EXTRA_FLAGS = {"hpsearch-1w": ["--workers", "1", *_PUBLISHED], "hpsearch-2w": ["
                "hpsearch-1cycle": [*_COST, "--set", "lr_peak=3"],
                "hpsearch-bs": [*_COST, "--search-training", "batch_size", *_PUBLISHED],
                "hpsearch-shift": ["--set", "shift=0.1"],
-               "hpsearch-peak5": ["--set", "lr_peak=5"], "hpsearch-peak3": ["--set", "lr_peak=3"]}
+               "hpsearch-peak5": ["--set", "lr_peak=5"]}
 EXTRA_METHODS = tuple(EXTRA_FLAGS)
 CHILD_METHODS = ("kt-hyperband", "kt-random", "kt-bayesian", "optuna-tpe-hb")
 SEARCHED = ("filters_1", "filters_2", "units", "optimizer", "learning_rate")
@@ -317,8 +316,7 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
            "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson",
            "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "darkorange",
-           "hpsearch-shift": "magenta", "hpsearch-peak5": "deepskyblue",
-           "hpsearch-peak3": "lightcoral"}
+           "hpsearch-shift": "magenta", "hpsearch-peak5": "deepskyblue"}
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace, path: Path) -> None:
