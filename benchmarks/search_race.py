@@ -7,8 +7,8 @@ Methods:
                   hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
                   cost-aware results recorded before are hpsearch-cost), peaking at 5 times the sampled rate since
                   2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-1cycle); the committed `hpsearch` rows under
-                  results/race/ predate both, those under results/shift-seeds/, results/cycle15/ and
-                  results/peak-race/ ran both at a peak of 3
+                  results/race/ predate both, those under results/shift-seeds/ and results/cycle15/ ran both at a
+                  peak of 3 (under results/peak-race/ the peak-3 rows carry the name hpsearch-1cycle)
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
@@ -315,7 +315,7 @@ COLOURS = {"hpsearch": "tab:blue", "hpsearch-1w": "tab:cyan", "hpsearch-2w": "ta
            "kt-bayesian": "tab:purple", "optuna-tpe-hb": "tab:green", "hpsearch-random": "tab:gray",
            "hpsearch-s4": "tab:brown", "hpsearch-uni": "tab:pink", "hpsearch-cost": "black",
            "hpsearch-nocost": "darkgoldenrod", "hpsearch-timed": "crimson",
-           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "darkorange",
+           "hpsearch-b64": "teal", "hpsearch-bs": "slateblue", "hpsearch-1cycle": "indigo",
            "hpsearch-shift": "magenta", "hpsearch-peak5": "deepskyblue"}
 
 
