@@ -171,7 +171,7 @@ def run(model: Any, data: Any = "mnist-sample", *, study: str = "search", storag
             validation_split, batch_size, timeout (seconds from the study's first run: a resumed study gets what
             is left; a spent one runs nothing and logs why), fixed={...}, model_options={...}, cost_aware
             (default: on with a timeout), lr_peak (one learning-rate cycle a trial to this many times the
-            optimizer's rate; default 3, 1 for the builder's own training; fixed={"lr_peak": ...} also sets it).
+            optimizer's rate; default 5, 1 for the builder's own training; fixed={"lr_peak": ...} also sets it).
 
     Raises:
         UsageError: a builder or data the chosen mode cannot use, and every check `hpsearch run` makes.
