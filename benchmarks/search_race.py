@@ -7,8 +7,9 @@ Methods:
                   hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
                   cost-aware results recorded before are hpsearch-cost), peaking at 5 times the sampled rate since
                   2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-1cycle); the committed `hpsearch` rows under
-                  results/race/ predate both, those under results/shift-seeds/ and results/cycle15/ ran both at a
-                  peak of 3 (under results/peak-race/ the peak-3 rows carry the name hpsearch-1cycle)
+                  results/race/ predate both, those under results/shift-seeds/, shift-race/, kt-race/ and cycle15/
+                  ran both at a peak of 3 (under results/peak-race/ the peak-3 rows carry the name hpsearch-1cycle),
+                  those under results/peak5-race/ at 5
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
