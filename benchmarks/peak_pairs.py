@@ -7,7 +7,7 @@ number, so two one-worker hpsearch runs of one setting and seed that drew the sa
 trained the same network from the same weights and images, differing only in the training's peak (the learning-rate
 cycle's, `lr_peak`: 1 is the published training without a cycle). This pairs such completed trials across the
 committed 10- and 5-minute races (MNIST and Fashion-MNIST, 12,000 images, 3 epochs; `RUNS` names which method of
-which results directory trained which peak) and reports the validation difference per optimizer kind and sampled
+which results directory trained which peak) and reports the validation difference per optimizer and sampled
 learning rate. Runs of one peak on several machines give a control: the same trial at the same peak on two
 machines (how far a machine moves a result). No training: it reads what the races measured.
 """
@@ -45,7 +45,7 @@ RUNS = (
 )
 # Sampled learning rates, grouped: (upper bound, label). The space draws 1e-4 to 1e-2 for every optimizer.
 RATES = ((5e-4, "below 0.0005"), (2e-3, "0.0005-0.002"), (5e-3, "0.002-0.005"), (1.0, "0.005 and above"))
-KINDS = {"adam": "adaptive (Adam, RMSprop)", "rmsprop": "adaptive (Adam, RMSprop)", "sgd": "SGD (momentum 0.9)"}
+OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD (momentum 0.9)"}
 
 
 def trials() -> list[dict]:
@@ -99,18 +99,18 @@ def rate_group(rate: float) -> str:
 
 
 def table(across: list[dict], low: float, high: float) -> list[str]:
-    """Markdown rows: the validation gain of `high` over `low` per optimizer kind and sampled rate."""
+    """Markdown rows: the validation gain of `high` over `low` per optimizer and sampled rate (ties apart)."""
     rows = []
     chosen = [p for p in across if p["low_peak"] == low and p["high_peak"] == high]
     groups: dict[tuple[str, str], list[float]] = {}
     for pair in chosen:
-        params = pair["params"]
-        groups.setdefault((KINDS[params["optimizer"]], rate_group(params["learning_rate"])), []).append(pair["gain"])
+        optimizer, rate = OPTIMIZERS[pair["params"]["optimizer"]], rate_group(pair["params"]["learning_rate"])
+        groups.setdefault((optimizer, rate), []).append(pair["gain"])
     order = [label for _, label in RATES]
-    for (kind, rate), gains in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
-        ahead = sum(g > 0 for g in gains)
-        rows.append(f"| {low:g} -> {high:g} | {kind} | {rate} | {len(gains)} | {statistics.median(gains) * 100:+.2f} "
-                    f"| {ahead} / {sum(g < 0 for g in gains)} | {min(gains) * 100:+.2f} to {max(gains) * 100:+.2f} |")
+    for (optimizer, rate), gains in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
+        ahead, behind, median = sum(g > 0 for g in gains), sum(g < 0 for g in gains), statistics.median(gains)
+        rows.append(f"| {low:g} -> {high:g} | {optimizer} | {rate} | {len(gains)} | {median * 100:+.2f} "
+                    f"| {ahead} / {behind} | {min(gains) * 100:+.2f} to {max(gains) * 100:+.2f} |")
     return rows
 
 
@@ -127,7 +127,7 @@ def main() -> None:
           f"|difference| is {statistics.median(differing) * 100 if differing else 0:.2f} points at the median, "
           f"{differing[int(0.9 * len(differing))] * 100 if differing else 0:.2f} at the 90th percentile.\n")
     print("| peaks | optimizer | sampled rate | pairs | validation gain, median (points) | higher peak ahead / behind "
-          "| range (points) |")  # higher / lower: pairs where the higher peak validates higher / lower (ties apart)
+          "| range (points) |")
     print("|---|---|---|---|---|---|---|")
     for low, high in ((1.0, 3.0), (3.0, 5.0), (1.0, 5.0)):
         for row in table(across, low, high):
