@@ -6,10 +6,9 @@ Methods:
                   --timeout the defaults weigh cost since 2026-11-26 (as hpsearch-cost; results recorded before are
                   hpsearch-nocost) and train one learning-rate cycle a trial since 2026-11-27 (as hpsearch-1cycle;
                   cost-aware results recorded before are hpsearch-cost), peaking at 5 times the sampled rate since
-                  2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-1cycle); the committed `hpsearch` rows under
-                  results/race/ predate both, those under results/shift-seeds/, shift-race/, kt-race/ and cycle15/
-                  ran both at a peak of 3 (under results/peak-race/ the peak-3 rows carry the name hpsearch-1cycle),
-                  those under results/peak5-race/ at 5
+                  2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-1cycle); the done marker records the
+                  peak its trials trained (since 2026-11-29), and benchmarks/race_grid.py names what every committed
+                  `hpsearch` run trained, from that record or from the date the run finished
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
@@ -229,7 +228,9 @@ def _command(method: str, seed: int, args: argparse.Namespace, workdir: Path, ev
             "--workdir", str(workdir), "--events", str(events)]
 
 
-def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> None:
+def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> dict[str, Any]:
+    """Writes the study's finished trials as events; returns the training they held fixed that names what a run
+    of the defaults trained (the learning-rate peak), for its done marker (benchmarks/race_grid.py reads it)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -246,6 +247,8 @@ def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> None:
                      "test_seconds": t.user_attrs.get("test_seconds"), "params": t.params})
     rows.sort(key=lambda r: r["t"])
     events.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    peaks = {t.user_attrs["fixed:lr_peak"] for t in study.get_trials(deepcopy=False) if "fixed:lr_peak" in t.user_attrs}
+    return {"lr_peak": peaks.pop()} if len(peaks) == 1 else {}
 
 
 def run_method(method: str, seed: int, args: argparse.Namespace, out: Path) -> Path:
@@ -277,10 +280,9 @@ def run_method(method: str, seed: int, args: argparse.Namespace, out: Path) -> P
                     proc.wait(timeout=grace)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     pass
-    if method.startswith("hpsearch"):
-        _hpsearch_events(workdir, seed, t0, events)
+    trained = _hpsearch_events(workdir, seed, t0, events) if method.startswith("hpsearch") else {}
     done.write_text(json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "budget": args.budget,
-                                "load_average": os.getloadavg()}) + "\n")
+                                "load_average": os.getloadavg(), **trained}) + "\n")
     return events
 
 
