@@ -22,7 +22,7 @@ Methods:
   hpsearch-uni    (extra) `--sampler-option multivariate=false`: TPE's independent per-parameter densities
   hpsearch-cost   (extra) `--cost-aware` with `time_aware=false`: the sampler weighs each configuration's cost
                   (search/cost.py) with a constant weight (the default); the published training (lr_peak 1), as
-                  every extra below but hpsearch-1cycle
+                  every extra but hpsearch-1cycle, hpsearch-shift and hpsearch-peak5
   hpsearch-timed  (extra) `--cost-aware` with `time_aware=true`: the cost's weight cools to 0 at the deadline and
                   candidates predicted to end after it are not drawn
   hpsearch-nocost (extra) `--no-cost-aware`: TPE blind to cost (the defaults before cost-aware sampling)
@@ -229,14 +229,29 @@ def _command(method: str, seed: int, args: argparse.Namespace, workdir: Path, ev
 
 
 def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> dict[str, Any]:
-    """Writes the study's finished trials as events; returns the training they held fixed that names what a run
-    of the defaults trained (the learning-rate peak), for its done marker (benchmarks/race_grid.py reads it)."""
+    """Writes the finished trials of an `hpsearch` method's study as events.
+
+    Args:
+        workdir: the run's scratch directory, which holds the study's SQLite file.
+        seed: the race seed (the study is `race-SEED`).
+        t0: the run's start (epoch seconds); event times are seconds after it.
+        events: the JSON-lines file to write.
+
+    Returns:
+        `{"lr_peak": P}`, the learning-rate peak the trials held fixed (benchmarks/race_grid.py names a run of the
+        defaults by it), or `{}` when no trial recorded one or they differ.
+    """
     import optuna
+
+    from hpsearch.search.results import recorded_fixed
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=f"race-{seed}", storage=f"sqlite:///{workdir / 'race.db'}")
-    rows = []
+    rows, peaks = [], set()
     for t in study.get_trials(deepcopy=False):
+        fixed = recorded_fixed(t.user_attrs)
+        if "lr_peak" in fixed:
+            peaks.add(float(fixed["lr_peak"]))
         if t.datetime_complete is None:
             continue
         rows.append({"t": round(t.datetime_complete.timestamp() - t0, 2), "state": t.state.name,
@@ -247,7 +262,6 @@ def _hpsearch_events(workdir: Path, seed: int, t0: float, events: Path) -> dict[
                      "test_seconds": t.user_attrs.get("test_seconds"), "params": t.params})
     rows.sort(key=lambda r: r["t"])
     events.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    peaks = {t.user_attrs["fixed:lr_peak"] for t in study.get_trials(deepcopy=False) if "fixed:lr_peak" in t.user_attrs}
     return {"lr_peak": peaks.pop()} if len(peaks) == 1 else {}
 
 
@@ -281,7 +295,7 @@ def run_method(method: str, seed: int, args: argparse.Namespace, out: Path) -> P
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     pass
     trained = _hpsearch_events(workdir, seed, t0, events) if method.startswith("hpsearch") else {}
-    done.write_text(json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "budget": args.budget,
+    done.write_text(json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "budget": args.budget,
                                 "load_average": os.getloadavg(), **trained}) + "\n")
     return events
 
