@@ -22,14 +22,16 @@ ReduceLROnPlateau):
 
 `--schedules` chooses the arms (default: published, xK, warmup-xK, onecycle-xK); `--shifts 0,0.1` runs each arm
 with the training images shifted by up to each fraction (`TrainingConfig.shift`, what `--set shift=F` trains). A
-configuration is filters_1/filters_2/units[/optimizer/learning_rate]; without the last two, Adam at 1e-3 (the
-builder's defaults).
+configuration of the cnn is filters_1/filters_2/units[/optimizer/learning_rate]; without the last two, Adam at 1e-3
+(the builder's defaults). `--model` trains another built-in builder (resnet4, resnet-blocks, resnet50): its
+configurations are `defaults` or NAME=VALUE pairs joined by `+` (`optimizer=rmsprop+learning_rate=0.005`), the
+builder's defaults for the rest; the same form works for the cnn.
 
 Reported: best validation accuracy over the epochs (what a trial reports) and the test accuracy of the restored
 weights, medians and ranges over the seeds. Nothing else runs in between; the arms of a seed run back to back.
 
 Run: .venv/bin/python benchmarks/lr_schedule.py [--data-dir ../shared/datasets/mnist] [--train-size 12000]
-     [--epochs 3] [--seeds 0,1,2] [--configs 128/192/256,32/64/128,64/32/384/adam/0.0017] [--peak 3]
+     [--epochs 3] [--seeds 0,1,2] [--model cnn] [--configs 128/192/256,32/64/128,64/32/384/adam/0.0017] [--peak 3]
      [--schedules published,cosine,x3,warmup-x3,onecycle-x3] [--shifts 0,0.1]
 Prints Markdown.
 """
@@ -88,23 +90,45 @@ def warm_up(steps_per_epoch: int, peak: float) -> Any:
 
 
 def parse_config(text: str) -> dict[str, Any]:
-    """filters_1/filters_2/units[/optimizer/learning_rate] -> the builder's values."""
+    """A configuration's text -> the builder's values.
+
+    Args:
+        text: `defaults`, NAME=VALUE pairs joined by `+` (a value is read as an int, else a float, else kept as
+            text), or the cnn's filters_1/filters_2/units[/optimizer/learning_rate].
+
+    Returns:
+        The values to build with; a builder takes its defaults for the names left out.
+    """
+    if text == "defaults":
+        return {}
+    if "=" in text:
+        values: dict[str, Any] = {}
+        for pair in text.split("+"):
+            name, _, raw = pair.partition("=")
+            for kind in (int, float, str):
+                try:
+                    values[name] = kind(raw)
+                    break
+                except ValueError:
+                    continue
+        return values
     parts = text.split("/")
-    values: dict[str, Any] = {"filters_1": int(parts[0]), "filters_2": int(parts[1]), "units": int(parts[2])}
+    values = {"filters_1": int(parts[0]), "filters_2": int(parts[1]), "units": int(parts[2])}
     if len(parts) == 5:
         values.update(optimizer=parts[3], learning_rate=float(parts[4]))
     elif len(parts) == 3:
         values.update(optimizer="adam", learning_rate=1e-3)  # the cnn builder's defaults
     else:
-        raise SystemExit(f"--configs: {text!r} is not filters_1/filters_2/units[/optimizer/learning_rate]")
+        raise SystemExit(f"--configs: {text!r} is not `defaults`, NAME=VALUE[+NAME=VALUE...] or "
+                         "filters_1/filters_2/units[/optimizer/learning_rate]")
     return values
 
 
 def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: str,
-          shift: float = 0.0) -> tuple[float, float, int]:
-    """(best validation accuracy, test accuracy, epochs run) of one configuration trained at most `epochs` epochs
-    under `schedule` (published, cosine, xK, warmup-xK or onecycle-xK), its training images shifted by up to
-    `shift`."""
+          shift: float = 0.0, model_name: str = "cnn") -> tuple[float, float, int]:
+    """(best validation accuracy, test accuracy, epochs run) of one configuration of `model_name` trained at most
+    `epochs` epochs under `schedule` (published, cosine, xK, warmup-xK or onecycle-xK), its training images shifted
+    by up to `shift`."""
     import keras
 
     from hpsearch.models import TrainingConfig, get_builder
@@ -116,8 +140,10 @@ def train(config: dict[str, Any], data: Any, epochs: int, seed: int, schedule: s
     values = dict(config)
     kind, peak = parse_schedule(schedule)
     if kind == "x":
+        if "learning_rate" not in values:
+            raise SystemExit(f"--schedules {schedule}: name the configuration's learning_rate to multiply it")
         values["learning_rate"] *= peak
-    model = get_builder("cnn", data.input_shape, data.num_classes)(values_hyperparameters(values))
+    model = get_builder(model_name, data.input_shape, data.num_classes)(values_hyperparameters(values))
     training = TrainingConfig(batch_size=128, epochs=epochs, lr_peak=peak if kind == "onecycle" else 1.0,
                               shift=shift)
     steps = math.ceil(len(data.x_train) / training.batch_size)
@@ -144,8 +170,13 @@ def parse_schedule(schedule: str) -> tuple[str, float]:
 
 
 def describe(config: dict[str, Any]) -> str:
-    shape = f"{config['filters_1']}/{config['filters_2']}/{config['units']}"
-    return f"{shape}, {config['optimizer']}, {config['learning_rate']:.2g}"
+    if not config:
+        return "the builder's defaults"
+    if {"filters_1", "filters_2", "units", "optimizer", "learning_rate"} <= set(config):
+        shape = f"{config['filters_1']}/{config['filters_2']}/{config['units']}"
+        return f"{shape}, {config['optimizer']}, {config['learning_rate']:.2g}"
+    return ", ".join(f"{name} {value:.2g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in config.items())
 
 
 def cell(values: list[float]) -> str:
@@ -159,8 +190,10 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", default="cnn", help="the built-in builder to train (default cnn)")
     parser.add_argument("--configs", default="128/192/256,32/64/128",
-                        help="filters_1/filters_2/units[/optimizer/learning_rate], comma-separated")
+                        help="comma-separated: `defaults`, NAME=VALUE[+NAME=VALUE...] or (cnn) "
+                        "filters_1/filters_2/units[/optimizer/learning_rate]")
     parser.add_argument("--peak", type=float, default=3.0, help="K of the xK, warmup-xK and onecycle-xK arms")
     parser.add_argument("--schedules", default=None,
                         help="comma-separated arms (default: published,xK,warmup-xK,onecycle-xK)")
@@ -182,11 +215,11 @@ def main() -> None:
     if any(not 0.0 <= f <= 0.5 for f in shifts):
         raise SystemExit(f"--shifts: each from 0 to 0.5 (a fraction of the image's size), got {args.shifts}")
     arms = [(schedule, shift) for schedule in schedules for shift in shifts]
-    print(f"{args.dataset}, {len(data.x_train)} training / {len(data.x_val)} validation / {len(data.x_test)} test "
-          f"images, {args.epochs} epochs, batch 128, seeds {args.seeds}; load average at start "
+    print(f"{args.model}, {args.dataset}, {len(data.x_train)} training / {len(data.x_val)} validation / "
+          f"{len(data.x_test)} test images, {args.epochs} epochs, batch 128, seeds {args.seeds}; load average at start "
           f"{os.getloadavg()[0]:.2f}\n")
-    print("| configuration (filters_1 / filters_2 / units, optimizer, rate) | learning rate | best validation | test "
-          "| seconds a run |")
+    print("| configuration (cnn: filters_1 / filters_2 / units, optimizer, rate) | learning rate | best validation "
+          "| test | seconds a run |")
     print("|---|---|---|---|---|")
     start = time.perf_counter()
     for config in configs:
@@ -194,7 +227,7 @@ def main() -> None:
         for seed in seeds:
             for schedule, shift in results:
                 t0 = time.perf_counter()
-                val, test, epochs_run = train(config, data, args.epochs, seed, schedule, shift)
+                val, test, epochs_run = train(config, data, args.epochs, seed, schedule, shift, args.model)
                 seconds = time.perf_counter() - t0
                 results[schedule, shift].append((val, test, seconds))
                 print(f"{describe(config)}, seed {seed}, {schedule}, shift {shift:g}: best validation {val:.4f}, "
