@@ -104,7 +104,9 @@ def parse_config(text: str) -> dict[str, Any]:
     if "=" in text:
         values: dict[str, Any] = {}
         for pair in text.split("+"):
-            name, _, raw = pair.partition("=")
+            name, equals, raw = pair.partition("=")
+            if not equals or not name or not raw:
+                raise SystemExit(f"--configs: {pair!r} in {text!r} is not NAME=VALUE")
             for kind in (int, float, str):
                 try:
                     values[name] = kind(raw)

@@ -50,8 +50,8 @@ def trained_as(method: str, marker: dict[str, Any]) -> str:
         return method
     if "lr_peak" in marker:
         peak = float(marker["lr_peak"])
-        named = [name for _, p, name in DEFAULTS if p == peak and name != "hpsearch-cost"]
-        return named[0] if named else f"hpsearch (lr_peak {peak:g})"
+        cycles = {p: name for _, p, name in DEFAULTS if p > 1}  # a peak of 1 does not tell cost-aware from not
+        return cycles.get(peak, f"hpsearch (lr_peak {peak:g})")
     if "finished" not in marker:
         return "hpsearch (training unknown)"
     started = datetime.strptime(marker["finished"], TIME) - timedelta(seconds=float(marker.get("budget", 0)))

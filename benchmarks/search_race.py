@@ -8,7 +8,7 @@ Methods:
                   cost-aware results recorded before are hpsearch-cost), peaking at 5 times the sampled rate since
                   2026-11-29 (as hpsearch-peak5; at 3 before, as hpsearch-1cycle); the done marker records the
                   peak its trials trained (since 2026-11-29), and benchmarks/race_grid.py names what every committed
-                  `hpsearch` run trained, from that record or from the date the run finished
+                  `hpsearch` run trained, from that record or from the day the run started
   kt-hyperband    KerasTuner Hyperband (max_epochs = --epochs, factor 3), one process
   kt-random       KerasTuner RandomSearch, one process
   kt-bayesian     KerasTuner BayesianOptimization, one process
