@@ -359,8 +359,8 @@ def stop_if_asked() -> None:
 
 def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable[[optuna.trial.Trial], float],
           gc_after_trial: bool, callbacks: list[Callable[..., None]] | None) -> str:
-    """One turn of the worker loop: "ran" a trial, "idle" (only other workers' trials are left: stale and
-    orphaned ones are failed so their retries can run), or "done".
+    """One turn of the worker loop: "ran" a trial, "lost" one (another worker ended it meanwhile), "idle" (only
+    other workers' trials are left: stale and orphaned ones are failed so their retries can run), or "done".
 
     Raises:
         StudyStopped: the circuit breaker tripped.
@@ -387,9 +387,35 @@ def _step(study: optuna.Study, budget: int, lock: StudyLock, objective: Callable
         return "idle"
     try:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=gc_after_trial, callbacks=callbacks)
+    except Exception as exc:
+        if not _ended_elsewhere(exc):
+            raise
+        logger.warning("this worker's trial was ended by another worker while it ran (its heartbeat looked stale: "
+                       "the storage answered slower than the grace period); its retry, if any are left, runs it again")
+        return "lost"
     finally:
         lock.release()
     return "ran"
+
+
+def _ended_elsewhere(exc: BaseException) -> bool:
+    """Whether `exc` is Optuna refusing to record this worker's result because the trial had already ended: another
+    worker's stale check failed it while it ran here (its beats reached a storage slower than the grace period
+    allows). That worker queued its retry (while retries are left), which runs it again. Optuna says so as
+    UpdateFinishedTrialError when the other worker's write came during ours, and as "Cannot tell a FAIL trial" (under
+    an AssertionError of its own) when it came before."""
+    import optuna
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, optuna.exceptions.UpdateFinishedTrialError):
+            return True
+        if isinstance(current, ValueError) and str(current).startswith("Cannot tell a "):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _grid_exhausted(study: optuna.Study) -> bool:
