@@ -12,13 +12,12 @@ import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+import optuna.storages  # loaded with the errors below anyway: the SQLite storage subclasses Optuna's
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.storage._urls import STORAGE_ENV, check_shareable, mask_url, redact, resolve_url, sqlite_path
-
-if TYPE_CHECKING:
-    import optuna
 
 T = TypeVar("T")
 
@@ -421,7 +420,7 @@ def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None,
                 kwargs = engine_kwargs(url)
                 if pool_size and "pool_size" in kwargs:  # one process serving many (the proxy): a pool to match
                     kwargs.update(pool_size=pool_size, max_overflow=0)
-                kind = _sqlite_storage_class() if db is not None else optuna.storages.RDBStorage
+                kind = SqliteStorage if db is not None else optuna.storages.RDBStorage
                 return kind(
                     url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period, heartbeat_stale_trial_callback=callback if heartbeat_interval else None)
@@ -434,42 +433,32 @@ def _create_rdb_storage(url: str, callback: Any, heartbeat_interval: int | None,
     raise AssertionError("unreachable")
 
 
-_SQLITE_STORAGE_CLASS: type | None = None
-
-
-def _sqlite_storage_class() -> type:
-    """Optuna's RDBStorage whose trial state changes take turns on a SQLite file (built on first use).
+class SqliteStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose trial state changes take turns on a SQLite file.
 
     Optuna reads a trial's state, checks that the change is allowed, then writes the new state, counting on
     SELECT ... FOR UPDATE, which SQLite ignores (and Python's driver begins the transaction only at the write): two
     workers could both take the same queued trial (an enqueued configuration, a retry) and both run it, and two stale
     checks could both fail the same dead trial and both queue its retry. With 4 threads taking 200 queued trials,
     66 were taken twice. Each change holds `<file>.init-lock` (see `_creation_lock`) from the read to the commit, so
-    exactly one of them happens; processes on the proxy's server and workers beside the file take the same turns.
+    exactly one of them happens; the proxy's server threads and the workers beside the file take the same turns.
     """
-    global _SQLITE_STORAGE_CLASS
-    if _SQLITE_STORAGE_CLASS is not None:
-        return _SQLITE_STORAGE_CLASS
-    import optuna
 
-    class SqliteStorage(optuna.storages.RDBStorage):
-        def __init__(self, url: str, **kwargs: Any) -> None:
-            super().__init__(url, **kwargs)
-            self.database_file = sqlite_path(url).resolve()  # the same file if the process changes directory
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        path = sqlite_path(url)
+        assert path is not None, url
+        self.database_file = path.resolve()  # the same file if the process changes directory
 
-        def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState,
-                                   values: Any = None) -> bool:
-            with _creation_lock(self.database_file):
-                return super().set_trial_state_values(trial_id, state, values)
-
-    _SQLITE_STORAGE_CLASS = SqliteStorage
-    return SqliteStorage
+    def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState, values: Any = None) -> bool:
+        with _creation_lock(self.database_file):
+            return super().set_trial_state_values(trial_id, state, values)
 
 
 @contextlib.contextmanager
 def _creation_lock(db: Path | None) -> Iterator[None]:
     """An exclusive flock on `<file>.init-lock` while Optuna opens (and maybe creates) a SQLite database, and while
-    a trial's state changes (`_sqlite_storage_class`)."""
+    a trial's state changes (`SqliteStorage`)."""
     if db is None:
         yield
         return
