@@ -6,6 +6,8 @@ subclasses) to exit code 2 and every other `HpsearchError` to exit code 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class HpsearchError(Exception):
     """Base class of hpsearch's own errors."""
@@ -43,3 +45,13 @@ class WeightsNotFoundError(UsageError):
 
 class TrialFailed(HpsearchError):
     """A trial cannot produce a result (diverged, builder error); the study goes on."""
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it or was being handled when it was raised, and so on (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__

@@ -406,16 +406,11 @@ def _ended_elsewhere(exc: BaseException) -> bool:
     an AssertionError of its own) when it came before."""
     import optuna
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, optuna.exceptions.UpdateFinishedTrialError):
-            return True
-        if isinstance(current, ValueError) and str(current).startswith("Cannot tell a "):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    from hpsearch.errors import exception_chain
+
+    return any(isinstance(error, optuna.exceptions.UpdateFinishedTrialError)
+               or (isinstance(error, ValueError) and str(error).startswith("Cannot tell a "))
+               for error in exception_chain(exc))
 
 
 def _grid_exhausted(study: optuna.Study) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import optuna.storages  # loaded with the errors below anyway: the SQLite storage subclasses Optuna's
 
-from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.errors import HpsearchError, UsageError, exception_chain
 from hpsearch.storage._urls import STORAGE_ENV, check_shareable, mask_url, redact, resolve_url, sqlite_path
 
 T = TypeVar("T")
@@ -43,16 +43,9 @@ def caused_by_storage(exc: BaseException) -> bool:
     import sys
 
     grpc = sys.modules.get("grpc")  # loaded only by a process on an `hpsearch proxy`
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, STORAGE_ERRORS):
-            return True
-        if grpc is not None and isinstance(current, grpc.RpcError) and _status_name(current) in _GRPC_OUTAGES:
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(error, STORAGE_ERRORS) or (grpc is not None and isinstance(error, grpc.RpcError)
+                                                     and _status_name(error) in _GRPC_OUTAGES)
+               for error in exception_chain(exc))
 
 
 class Outage:
