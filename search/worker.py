@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.errors import HpsearchError, UsageError, exception_chain
 
 if TYPE_CHECKING:
     import optuna
@@ -405,8 +405,6 @@ def _ended_elsewhere(exc: BaseException) -> bool:
     UpdateFinishedTrialError when the other worker's write came during ours, and as "Cannot tell a FAIL trial" (under
     an AssertionError of its own) when it came before."""
     import optuna
-
-    from hpsearch.errors import exception_chain
 
     return any(isinstance(error, optuna.exceptions.UpdateFinishedTrialError)
                or (isinstance(error, ValueError) and str(error).startswith("Cannot tell a "))
