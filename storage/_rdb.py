@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import re
+import sys
 import time
 import urllib.parse
 import warnings
@@ -40,8 +41,6 @@ STORAGE_OUTAGE_SECONDS = 600.0
 def caused_by_storage(exc: BaseException) -> bool:
     """True when a storage error (`STORAGE_ERRORS`) is the exception or stands in its chain (Optuna's trial loop
     can mask a failed commit behind an error of its own)."""
-    import sys
-
     grpc = sys.modules.get("grpc")  # loaded only by a process on an `hpsearch proxy`
     return any(isinstance(error, STORAGE_ERRORS) or (grpc is not None and isinstance(error, grpc.RpcError)
                                                      and _status_name(error) in _GRPC_OUTAGES)
